@@ -1,0 +1,89 @@
+"""Registry of the fused filterbank's backends and the rule that picks one for ``backend='auto'``.
+
+A backend is a pair of functions behind the one registered operation (``sincfb.ops``):
+
+- ``forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var, cfg)`` returns
+  ``(out, mean, var, mask_bits, bin_stats)`` with the shapes ``sincfb.ops`` documents;
+- ``backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mask_bits, bin_stats, cfg)``
+  returns the gradients of ``x, low_hz_, band_hz_, weight, bias``.
+
+Backends register themselves when their module is imported; ``available()`` is evaluated lazily
+(never at import time) so importing sincfb queries no GPU and builds no extension.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+__all__ = ["FilterbankConfig", "Backend", "register_backend", "get_backend", "available_backends",
+           "resolve_backend", "PRECISIONS"]
+
+PRECISIONS = ("ieee", "tf32", "bf16")
+
+
+class FilterbankConfig(NamedTuple):
+    """The non-tensor arguments of the operation, passed to every backend."""
+
+    kernel_size: int        # odd filter length L
+    sample_rate: float
+    min_low_hz: float
+    min_band_hz: float
+    pool_bins: int
+    training: bool          # True: normalise with batch statistics
+    eps: float
+    precision: str          # one of PRECISIONS
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One implementation of the fused filterbank."""
+
+    name: str
+    forward: Callable
+    backward: Callable
+    devices: tuple[str, ...]            # device types it runs on, e.g. ("cpu", "cuda")
+    available: Callable[[], bool] = lambda: True
+    summary: str = ""
+
+
+_REGISTRY: dict[str, Backend] = {}
+
+# Order of preference of 'auto' per device type; the first available backend that runs on the
+# device wins. Later backends insert themselves here with their measured crossovers.
+AUTO_PREFERENCE: dict[str, list[str]] = {"cpu": ["reference"], "cuda": ["reference"]}
+
+
+def register_backend(backend: Backend) -> None:
+    """Add (or replace) a backend under its name."""
+    _REGISTRY[backend.name] = backend
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name``; ``ValueError`` listing the known ones otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r}; known: {sorted(_REGISTRY)} or 'auto'") from None
+
+
+def available_backends(device_type: str | None = None) -> list[str]:
+    """Names of the backends usable now (optionally: on this device type)."""
+    return [name for name, b in _REGISTRY.items()
+            if (device_type is None or device_type in b.devices) and b.available()]
+
+
+def resolve_backend(name: str, device_type: str, kernel_size: int) -> str:
+    """Turn ``'auto'`` into a concrete backend for this device and filter length; check others."""
+    if name != "auto":
+        backend = get_backend(name)
+        if device_type not in backend.devices:
+            raise ValueError(f"backend {name!r} does not run on {device_type!r} tensors "
+                             f"(it supports {list(backend.devices)})")
+        if not backend.available():
+            raise RuntimeError(f"backend {name!r} is not available on this machine")
+        return name
+    for candidate in AUTO_PREFERENCE.get(device_type, ["reference"]):
+        backend = _REGISTRY.get(candidate)
+        if backend and device_type in backend.devices and backend.available():
+            return candidate
+    return "reference"

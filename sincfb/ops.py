@@ -1,0 +1,175 @@
+"""The fused sinc filterbank as a registered PyTorch operation.
+
+``torch.ops.sincfb.filterbank`` computes sinc conv -> BatchNorm -> ReLU -> adaptive average pooling in
+one call and returns::
+
+    out        (B, K, P)              x.dtype       the pooled activations
+    mean, var  (K,)                   weight.dtype  the statistics used (batch mean and biased batch
+                                                    variance in training, the running ones in eval)
+    mask_bits  (B, K, ceil(N_out/8))  uint8         ReLU mask, bit i of byte j = position 8j+i
+    bin_stats  (2, B, K, P)           float32       per bin: count of positive z, sum of zhat there
+
+Only ``out`` is differentiable; the other four are what the hand-written backward
+(``sincfb::filterbank_backward``) needs. The operation is functional: running statistics are updated
+by :func:`fused_sinc_filterbank` from ``mean`` and ``var``, outside the op, which keeps the op's
+autograd formula legal and ``torch.compile`` graphs free of hidden mutation.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .backends import FilterbankConfig, PRECISIONS, get_backend, resolve_backend
+from .backends import reference as _reference_backend  # noqa: F401  (registers 'reference')
+from .filters import odd_kernel_size
+from .pooling import packed_mask_width
+
+__all__ = ["fused_sinc_filterbank", "validate_inputs", "default_precision"]
+
+
+def _config(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins, training, eps,
+            precision) -> FilterbankConfig:
+    return FilterbankConfig(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins,
+                            training, eps, precision)
+
+
+@torch.library.custom_op("sincfb::filterbank", mutates_args=())
+def _filterbank(x: Tensor, low_hz_: Tensor, band_hz_: Tensor, weight: Tensor, bias: Tensor,
+                running_mean: Optional[Tensor], running_var: Optional[Tensor], kernel_size: int,
+                sample_rate: float, min_low_hz: float, min_band_hz: float, pool_bins: int,
+                training: bool, eps: float, backend: str, precision: str
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    cfg = _config(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins, training, eps,
+                  precision)
+    return get_backend(backend).forward(x, low_hz_, band_hz_, weight, bias, running_mean,
+                                        running_var, cfg)
+
+
+@_filterbank.register_fake
+def _filterbank_fake(x, low_hz_, band_hz_, weight, bias, running_mean, running_var, kernel_size,
+                     sample_rate, min_low_hz, min_band_hz, pool_bins, training, eps, backend,
+                     precision):
+    batch, channels = x.shape[0], low_hz_.shape[0]
+    n_out = x.shape[-1] - kernel_size + 1
+    return (x.new_empty(batch, channels, pool_bins),
+            weight.new_empty(channels), weight.new_empty(channels),
+            x.new_empty(batch, channels, packed_mask_width(n_out), dtype=torch.uint8),
+            x.new_empty(2, batch, channels, pool_bins, dtype=torch.float32))
+
+
+@torch.library.custom_op("sincfb::filterbank_backward", mutates_args=())
+def _filterbank_backward(grad_out: Tensor, x: Tensor, low_hz_: Tensor, band_hz_: Tensor,
+                         weight: Tensor, bias: Tensor, mean: Tensor, var: Tensor,
+                         mask_bits: Tensor, bin_stats: Tensor, kernel_size: int,
+                         sample_rate: float, min_low_hz: float, min_band_hz: float,
+                         pool_bins: int, training: bool, eps: float, backend: str,
+                         precision: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    cfg = _config(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins, training, eps,
+                  precision)
+    grads = get_backend(backend).backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var,
+                                          mask_bits, bin_stats, cfg)
+    # A custom op may not return its inputs or views of them; autograd may hand some back.
+    return tuple(g.clone() if g is not None else torch.zeros_like(t)
+                 for g, t in zip(grads, (x, low_hz_, band_hz_, weight, bias)))
+
+
+@_filterbank_backward.register_fake
+def _filterbank_backward_fake(grad_out, x, low_hz_, band_hz_, weight, bias, *rest):
+    return tuple(torch.empty_like(t) for t in (x, low_hz_, band_hz_, weight, bias))
+
+
+_SCALAR_ARGS = ("kernel_size", "sample_rate", "min_low_hz", "min_band_hz", "pool_bins",
+                "training", "eps", "backend", "precision")
+
+
+def _setup_context(ctx, inputs, output):
+    x, low_hz_, band_hz_, weight, bias, _, _ = inputs[:7]
+    _, mean, var, mask_bits, bin_stats = output
+    ctx.save_for_backward(x, low_hz_, band_hz_, weight, bias, mean, var, mask_bits, bin_stats)
+    ctx.scalars = inputs[7:]
+    ctx.mark_non_differentiable(mean, var, mask_bits, bin_stats)
+
+
+def _backward(ctx, grad_out, *_unused_grads):
+    saved = ctx.saved_tensors
+    grads = torch.ops.sincfb.filterbank_backward(grad_out.contiguous(), *saved, *ctx.scalars)
+    return (*grads, None, None) + (None,) * len(_SCALAR_ARGS)
+
+
+_filterbank.register_autograd(_backward, setup_context=_setup_context)
+
+
+def default_precision(device_type: str) -> str:
+    """'bf16' on CUDA (tensor cores with fp32 accumulation), 'ieee' everywhere else."""
+    return "bf16" if device_type == "cuda" else "ieee"
+
+
+def validate_inputs(x: Tensor, low_hz_: Tensor, band_hz_: Tensor, kernel_size: int,
+                    pool_bins: int, training: bool) -> None:
+    """Raise a clear error for input the fused op cannot take (shapes, dtypes, non-finite cut-offs)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"expected a tensor, got {type(x).__name__}")
+    if not (x.is_floating_point()):
+        raise TypeError(f"input must be a real floating-point tensor, got dtype {x.dtype}")
+    if x.dim() != 3 or x.shape[1] != 1:
+        raise ValueError("input must have shape (batch, 1, samples): one channel of raw audio; "
+                         f"got shape {tuple(x.shape)}")
+    n_out = x.shape[-1] - kernel_size + 1
+    if n_out < 1:
+        raise ValueError(f"input has {x.shape[-1]} samples, fewer than the filter length "
+                         f"{kernel_size}")
+    if pool_bins > n_out:
+        raise ValueError(f"pool_bins={pool_bins} exceeds the {n_out} output positions "
+                         f"({x.shape[-1]} samples - filter length {kernel_size} + 1)")
+    if training and x.shape[0] * n_out < 2:
+        raise ValueError("training-mode BatchNorm needs more than one value per channel; got "
+                         f"batch {x.shape[0]} x {n_out} output positions")
+    for name, p in (("low_hz_", low_hz_), ("band_hz_", band_hz_)):
+        if not p.is_floating_point():
+            raise TypeError(f"{name} must be a real floating-point tensor, got {p.dtype}")
+        if not torch.compiler.is_compiling() and not bool(torch.isfinite(p).all()):
+            raise ValueError(f"{name} contains NaN or Inf: the filter cut-offs are undefined "
+                             "(a diverged training step?)")
+
+
+def fused_sinc_filterbank(x: Tensor, low_hz_: Tensor, band_hz_: Tensor, weight: Tensor,
+                          bias: Tensor, running_mean: Optional[Tensor] = None,
+                          running_var: Optional[Tensor] = None, *, kernel_size: int,
+                          sample_rate: float, pool_bins: int, min_low_hz: float = 50.0,
+                          min_band_hz: float = 50.0, training: bool = True,
+                          momentum: float = 0.1, eps: float = 1e-5, backend: str = "auto",
+                          precision: Optional[str] = None) -> Tensor:
+    """Functional form of :class:`sincfb.FusedSincFilterbank`: pooled output (B, K, pool_bins).
+
+    ``training=True`` normalises with batch statistics and, when running buffers are given,
+    updates them in place like ``BatchNorm1d`` with ``momentum``; ``training=False`` uses the
+    running buffers (which must then be given). ``backend`` is a registered name or 'auto';
+    ``precision`` is 'ieee', 'tf32' or 'bf16' (default: :func:`default_precision`).
+    """
+    kernel_size = odd_kernel_size(kernel_size)
+    validate_inputs(x, low_hz_, band_hz_, kernel_size, pool_bins, training)
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("eval mode needs running_mean and running_var")
+    precision = precision or default_precision(x.device.type)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    backend = resolve_backend(backend, x.device.type, kernel_size)
+    out, mean, var, _, _ = torch.ops.sincfb.filterbank(
+        x.contiguous(), low_hz_, band_hz_, weight, bias, running_mean, running_var, kernel_size,
+        float(sample_rate), float(min_low_hz), float(min_band_hz), pool_bins, training, eps,
+        backend, precision)
+    if training and running_mean is not None:
+        _update_running_stats(running_mean, running_var, mean, var,
+                              x.shape[0] * (x.shape[-1] - kernel_size + 1), momentum)
+    return out
+
+
+def _update_running_stats(running_mean, running_var, mean, var, count, momentum):
+    """BatchNorm1d's update: exponential average with the unbiased batch variance."""
+    with torch.no_grad():
+        running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
+        unbiased = var.to(running_var.dtype) * (count / (count - 1))
+        running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+
