@@ -1,0 +1,82 @@
+"""The registered operation: schema, fake and autograd registration, torch.compile, saved data."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sincfb import FusedSincFilterbank
+from sincfb.pooling import bin_bounds, bin_sums, pack_mask, spread_bins, unpack_mask
+from tests.oracles import authors_bank, randomise_bank
+from tests.sincfb.conformance import relative_error
+
+
+def op_args(layer, x, training, backend="reference", precision="ieee"):
+    bn = layer.batch_norm
+    return (x, layer.sinc.low_hz_, layer.sinc.band_hz_, bn.weight, bn.bias, bn.running_mean,
+            bn.running_var, layer.kernel_size, 16000.0, 50.0, 50.0, layer.pool_bins, training,
+            bn.eps, backend, precision)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_opcheck(training, dtype):
+    layer = FusedSincFilterbank(6, 21, pool_bins=13).to(dtype)
+    randomise_bank(layer)
+    x = torch.randn(2, 1, 150, dtype=dtype, requires_grad=True)
+    torch.library.opcheck(torch.ops.sincfb.filterbank.default, op_args(layer, x, training))
+
+
+def test_saved_data_describes_the_relu_mask_and_bins():
+    """mask_bits, bin counts and bin sums of zhat agree with the composite's intermediates."""
+    oracle = randomise_bank(authors_bank(5, 31, 9)).double()
+    layer = FusedSincFilterbank(5, 31, pool_bins=9).double()
+    layer.load_state_dict(oracle.state_dict())
+    x = torch.randn(2, 1, 260, dtype=torch.float64)
+    out, mean, var, mask_bits, bin_stats = torch.ops.sincfb.filterbank(*op_args(layer, x, True))
+    y = oracle[0](x)
+    want_mean, want_var = y.mean((0, 2)), y.var((0, 2), unbiased=False)
+    zhat = (y - want_mean[:, None]) / torch.sqrt(want_var[:, None] + 1e-5)
+    z = zhat * oracle[1].weight[:, None] + oracle[1].bias[:, None]
+    assert relative_error(mean, want_mean) < 1e-12 and relative_error(var, want_var) < 1e-12
+    assert torch.equal(unpack_mask(mask_bits, y.shape[-1]), z > 0)
+    assert torch.equal(bin_stats[0].double(), bin_sums(z > 0, 9))
+    assert relative_error(bin_stats[1], bin_sums(torch.where(z > 0, zhat, 0), 9)) < 1e-6
+    assert relative_error(out, F.adaptive_avg_pool1d(F.relu(z), 9)) < 1e-12
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_torch_compile_fullgraph_matches_eager(training):
+    torch.manual_seed(0)
+    eager = randomise_bank(FusedSincFilterbank(6, 21, pool_bins=10))
+    compiled_layer = FusedSincFilterbank(6, 21, pool_bins=10)
+    compiled_layer.load_state_dict(eager.state_dict())
+    eager.train(training), compiled_layer.train(training)
+    compiled = torch.compile(compiled_layer, fullgraph=True)
+    x = torch.randn(3, 1, 200)
+    for layer, fn in ((eager, eager), (compiled_layer, compiled)):
+        xi = x.clone().requires_grad_()
+        out = fn(xi)
+        out.pow(2).sum().backward()
+        layer.result = (out.detach(), xi.grad, layer.sinc.low_hz_.grad, layer.batch_norm.weight.grad)
+    for a, b in zip(eager.result, compiled_layer.result):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(eager.batch_norm.running_var, compiled_layer.batch_norm.running_var)
+
+
+@pytest.mark.parametrize("length", [1, 7, 8, 9, 64, 1001])
+def test_mask_packing_round_trips(length):
+    mask = torch.rand(3, 4, length) > 0.5
+    packed = pack_mask(mask)
+    assert packed.dtype == torch.uint8 and packed.shape == (3, 4, (length + 7) // 8)
+    assert torch.equal(unpack_mask(packed, length), mask)
+    assert int(packed[0, 0, 0]) == sum(int(mask[0, 0, i]) << i for i in range(min(8, length)))
+
+
+@pytest.mark.parametrize("length, bins", [(10, 3), (47, 47), (100, 7), (1000, 1)])
+def test_bins_follow_adaptive_avg_pool(length, bins):
+    starts, ends = bin_bounds(length, bins)
+    values = torch.randn(2, length, dtype=torch.float64)
+    want = F.adaptive_avg_pool1d(values[:, None], bins)[:, 0]
+    torch.testing.assert_close(bin_sums(values, bins) / (ends - starts), want)
+    # spread_bins is the adjoint of bin_sums: <bin_sums(v), w> == <v, spread_bins(w)>
+    w = torch.randn(2, bins, dtype=torch.float64)
+    torch.testing.assert_close((bin_sums(values, bins) * w).sum(), (values * spread_bins(w, length)).sum())
