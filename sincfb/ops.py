@@ -7,7 +7,8 @@ one call and returns::
     mean, var  (K,)                   weight.dtype  the statistics used (batch mean and biased batch
                                                     variance in training, the running ones in eval)
     mask_bits  (B, K, ceil(N_out/8))  uint8         ReLU mask, bit i of byte j = position 8j+i
-    bin_stats  (2, B, K, P)           float32       per bin: count of positive z, sum of zhat there
+    bin_stats  (2, B, K, P)           float32 (float64 for float64 x)
+                                                    per bin: count of positive z, sum of zhat there
 
 Only ``out`` is differentiable; the other four are what the hand-written backward
 (``sincfb::filterbank_backward``) needs. The operation is functional: running statistics are updated
@@ -21,12 +22,20 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .backends import FilterbankConfig, PRECISIONS, get_backend, resolve_backend
-from .backends import reference as _reference_backend  # noqa: F401  (registers 'reference')
+from .backends import (FilterbankConfig, PRECISIONS, get_backend, load_builtin_backends,
+                       resolve_backend)
 from .filters import odd_kernel_size
 from .pooling import packed_mask_width
 
-__all__ = ["fused_sinc_filterbank", "validate_inputs", "default_precision"]
+__all__ = ["fused_sinc_filterbank", "validate_inputs", "default_precision", "bin_stats_dtype"]
+
+
+def bin_stats_dtype(input_dtype: torch.dtype) -> torch.dtype:
+    """dtype of the saved per-bin sums: float32, or float64 when the input is float64."""
+    return torch.promote_types(input_dtype, torch.float32)
+
+
+load_builtin_backends()
 
 
 def _config(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins, training, eps,
@@ -56,7 +65,7 @@ def _filterbank_fake(x, low_hz_, band_hz_, weight, bias, running_mean, running_v
     return (x.new_empty(batch, channels, pool_bins),
             weight.new_empty(channels), weight.new_empty(channels),
             x.new_empty(batch, channels, packed_mask_width(n_out), dtype=torch.uint8),
-            x.new_empty(2, batch, channels, pool_bins, dtype=torch.float32))
+            x.new_empty(2, batch, channels, pool_bins, dtype=bin_stats_dtype(x.dtype)))
 
 
 @torch.library.custom_op("sincfb::filterbank_backward", mutates_args=())

@@ -7,16 +7,19 @@ A backend is a pair of functions behind the one registered operation (``sincfb.o
 - ``backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mask_bits, bin_stats, cfg)``
   returns the gradients of ``x, low_hz_, band_hz_, weight, bias``.
 
-Backends register themselves when their module is imported; ``available()`` is evaluated lazily
-(never at import time) so importing sincfb queries no GPU and builds no extension.
+Each backend lives in its own module here (``reference``, ``cpu``, ``fft``, ``triton``) and registers
+itself when imported; :func:`load_builtin_backends` imports whichever of them exist. ``available()``
+and ``auto_priority()`` are evaluated lazily (never at import time), so importing sincfb queries no
+GPU and builds no extension.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 __all__ = ["FilterbankConfig", "Backend", "register_backend", "get_backend", "available_backends",
-           "resolve_backend", "PRECISIONS"]
+           "resolve_backend", "load_builtin_backends", "PRECISIONS"]
 
 PRECISIONS = ("ieee", "tf32", "bf16")
 
@@ -43,14 +46,14 @@ class Backend:
     backward: Callable
     devices: tuple[str, ...]            # device types it runs on, e.g. ("cpu", "cuda")
     available: Callable[[], bool] = lambda: True
+    # Rank for backend='auto' given (device_type, kernel_size): lower wins, None = never chosen.
+    # Backends encode their measured crossovers here (e.g. FFT only above some filter length).
+    auto_priority: Callable[[str, int], Optional[float]] = lambda device_type, kernel_size: None
     summary: str = ""
 
 
 _REGISTRY: dict[str, Backend] = {}
-
-# Order of preference of 'auto' per device type; the first available backend that runs on the
-# device wins. Later backends insert themselves here with their measured crossovers.
-AUTO_PREFERENCE: dict[str, list[str]] = {"cpu": ["reference"], "cuda": ["reference"]}
+_BUILTIN_MODULES = ("reference", "cpu", "fft", "triton")
 
 
 def register_backend(backend: Backend) -> None:
@@ -82,8 +85,21 @@ def resolve_backend(name: str, device_type: str, kernel_size: int) -> str:
         if not backend.available():
             raise RuntimeError(f"backend {name!r} is not available on this machine")
         return name
-    for candidate in AUTO_PREFERENCE.get(device_type, ["reference"]):
-        backend = _REGISTRY.get(candidate)
-        if backend and device_type in backend.devices and backend.available():
-            return candidate
-    return "reference"
+    ranked = []
+    for backend in _REGISTRY.values():
+        if device_type not in backend.devices:
+            continue
+        priority = backend.auto_priority(device_type, kernel_size)
+        if priority is not None and backend.available():
+            ranked.append((priority, backend.name))
+    return min(ranked)[1] if ranked else "reference"
+
+
+def load_builtin_backends() -> None:
+    """Import the backend modules that exist in this package (each registers itself)."""
+    for name in _BUILTIN_MODULES:
+        try:
+            importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"{__name__}.{name}":
+                raise

@@ -42,7 +42,8 @@ def reference_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_
     mask = z > 0
     out = F.adaptive_avg_pool1d(torch.where(mask, z, 0), cfg.pool_bins)
     bin_stats = torch.stack([bin_sums(mask, cfg.pool_bins),
-                             bin_sums(torch.where(mask, zhat, 0), cfg.pool_bins)]).float()
+                             bin_sums(torch.where(mask, zhat, 0), cfg.pool_bins)])
+    bin_stats = bin_stats.to(torch.promote_types(x.dtype, torch.float32))
     return out, mean, var, pack_mask(mask), bin_stats
 
 
@@ -77,4 +78,5 @@ def reference_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, 
 register_backend(Backend(
     name="reference", forward=reference_forward, backward=reference_backward,
     devices=("cpu", "cuda"),
+    auto_priority=lambda device_type, kernel_size: 100.0,   # the fallback: last choice anywhere
     summary="plain conv1d composite at full resolution; the oracle, any float dtype"))

@@ -1,0 +1,169 @@
+"""DESIGN.md §3 in plain PyTorch: the quantities the fast kernels compute, one function each.
+
+The fast backends (C++, Triton, FFT) never materialise (B, K, N_out) tensors; these functions do
+the same algebra with ordinary tensor ops so each kernel stage can be checked on its own:
+
+- forward statistics from ``s`` and ``A`` instead of a pass over ``y``    (:func:`window_sums`,
+  :func:`window_gram`, :func:`batch_statistics`);
+- the symmetric folding of the filters                                   (:func:`folded_conv1d`);
+- the BatchNorm backward as three coefficients per filter                (:func:`bn_backward_coefficients`);
+- the filter gradient from one heavy product                             (:func:`filter_gradient`);
+- the input gradient from one transposed product, a tap-sum term and a single (2L-1)-tap filter
+  ``R`` plus exact edge corrections                                      (:func:`input_gradient`).
+
+:func:`backward_from_saved` strings them together; it equals the reference backward to rounding.
+Sums over the batch (``s``, ``A``, statistics) are accumulated in float64 as DESIGN.md §3 asks.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .pooling import bin_bounds, spread_bins, unpack_mask
+
+__all__ = ["window_sums", "window_gram", "batch_statistics", "folded_conv1d", "bin_weights",
+           "relu_mask_gradient", "bn_backward_coefficients", "filter_gradient",
+           "filter_autocorrelation", "input_gradient", "backward_from_saved"]
+
+
+def window_sums(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """``s[l] = sum_{b,n} x[b, n + l]`` over the valid windows, float64 (L,). x: (B, 1, N)."""
+    n_out = x.shape[-1] - kernel_size + 1
+    prefix = F.pad(x[:, 0].double().cumsum(-1), (1, 0)).sum(0)        # (N + 1,)
+    taps = torch.arange(kernel_size, device=x.device)
+    return prefix[taps + n_out] - prefix[taps]
+
+
+def window_gram(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """``A[l, m] = sum_{b,n} x[b, n+l] x[b, n+m]``, float64 (L, L), from lagged prefix sums in
+    O(N L) per clip: ``A[l, l+d] = P_d[l + N_out] - P_d[l]`` with ``P_d`` the prefix sum of
+    ``x[i] x[i+d]`` (DESIGN.md §3.2)."""
+    signal = x[:, 0].double()
+    n, n_out = signal.shape[-1], signal.shape[-1] - kernel_size + 1
+    gram = signal.new_zeros(kernel_size, kernel_size)
+    for lag in range(kernel_size):
+        lagged = (signal[:, : n - lag] * signal[:, lag:]).sum(0)       # batch folded in early
+        prefix = F.pad(lagged.cumsum(-1), (1, 0))
+        starts = torch.arange(kernel_size - lag, device=x.device)
+        diagonal = prefix[starts + n_out] - prefix[starts]
+        gram.diagonal(lag).copy_(diagonal)
+        gram.diagonal(-lag).copy_(diagonal)
+    return gram
+
+
+def batch_statistics(filters: torch.Tensor, sums: torch.Tensor, gram: torch.Tensor, count: int):
+    """Batch mean and biased variance of ``y_k = g_k * x`` from ``s`` and ``A`` (both (K,) float64):
+    ``mu = g.s / M`` and ``var = g^T A g / M - mu^2`` with ``M = B N_out``."""
+    g = filters.double()
+    mean = g @ sums / count
+    second_moment = ((g @ gram) * g).sum(-1) / count
+    return mean, (second_moment - mean.square()).clamp_min(0.0)
+
+
+def folded_conv1d(x: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
+    """Valid correlation with symmetric filters using half the taps:
+    ``y[n] = sum_{l<c} g[l] (x[n+l] + x[n+L-1-l]) + g[c] x[n+c]`` (DESIGN.md §3.1)."""
+    L = filters.shape[-1]
+    c = L // 2
+    windows = x[:, 0].unfold(-1, L, 1)                                  # (B, N_out, L) view
+    folded = torch.cat([windows[..., :c] + windows[..., c + 1:].flip(-1), windows[..., c:c + 1]], -1)
+    return torch.einsum("bnl,kl->bkn", folded, filters[:, : c + 1])
+
+
+def bin_weights(grad_out: torch.Tensor, n_out: int) -> torch.Tensor:
+    """``w = dLoss/dp / |bin|``: the gradient each position of a bin receives from the pool."""
+    starts, ends = bin_bounds(n_out, grad_out.shape[-1], grad_out.device)
+    return grad_out / (ends - starts).to(grad_out.dtype)
+
+
+def relu_mask_gradient(weights: torch.Tensor, mask_bits: torch.Tensor, n_out: int) -> torch.Tensor:
+    """``dz[b,k,n] = mask[b,k,n] * sum of w over the bins holding n``: full resolution, which the
+    kernels form tile by tile and never store."""
+    mask = unpack_mask(mask_bits, n_out)
+    return torch.where(mask, spread_bins(weights, n_out), 0)
+
+
+def bn_backward_coefficients(weights, bin_stats, gamma, mean, var, eps, count, training):
+    """Per-filter ``(c, c3, c4, dgamma, dbeta)`` with ``dy = c dz + c3 - c4 y`` (DESIGN.md §3.3).
+
+    ``bin_stats[0]`` is the count of positive z per bin and ``bin_stats[1]`` the sum of zhat over
+    those positions; ``dbeta = sum w cnt`` and ``dgamma = sum w S``. In eval mode the statistics are
+    constants, so ``c3 = c4 = 0``. All float64, shape (K,).
+    """
+    w = weights.double()
+    dbeta = (w * bin_stats[0].double()).sum((0, 2))
+    dgamma = (w * bin_stats[1].double()).sum((0, 2))
+    sigma = (var.double() + eps).sqrt()
+    c = gamma.double() / sigma
+    if not training:
+        zero = torch.zeros_like(c)
+        return c, zero, zero, dgamma, dbeta
+    c4 = c * dgamma / (count * sigma)
+    c3 = -c * dbeta / count + c4 * mean.double()
+    return c, c3, c4, dgamma, dbeta
+
+
+def filter_gradient(correlation, sums, gram, filters, c, c3, c4):
+    """``dg_k = c_k corr_k + c3_k s - c4_k (A g_k)`` where ``corr_k[l] = sum_{b,n} dz x[b, n+l]`` is
+    the one heavy product of the filter gradient. float64 (K, L)."""
+    g = filters.double()
+    return (c[:, None] * correlation.double() + c3[:, None] * sums[None, :]
+            - c4[:, None] * (g @ gram))
+
+
+def filter_autocorrelation(filters: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+    """``R[d] = sum_k coef_k sum_j g_k[j] g_k[j + d]`` for d in [-(L-1), L-1]: (2L-1,) float64."""
+    g = filters.double()
+    L = g.shape[-1]
+    lags = F.conv1d(F.pad(g, (L - 1, L - 1))[None], g[:, None], groups=g.shape[0])[0]
+    return (coefficients.double()[:, None] * lags).sum(0)
+
+
+def _edge_outputs(x: torch.Tensor, filters: torch.Tensor, n_out: int):
+    """``y`` continued past the valid range with x zero-padded, at n = -(L-1)..-1 (head) and
+    n = N_out..N-1 (tail): (B, K, L-1) each. Only the first and last L-1 samples of x enter."""
+    L = filters.shape[-1]
+    head = F.conv1d(F.pad(x[..., : L - 1], (L - 1, 0)), filters[:, None])
+    tail = F.conv1d(F.pad(x[..., n_out:], (0, L - 1)), filters[:, None])
+    return head, tail
+
+
+def input_gradient(x, dz, filters, c, c3, c4):
+    """``dx = sum_k c_k (dz_k conv^T g_k) + sum_k c3_k (sum of g_k's valid taps) - (x corr R)``
+    with the edge terms of the last part corrected exactly (DESIGN.md §3.3). float64 (B, 1, N).
+
+    ``dz`` is full resolution here; a kernel streams it tile by tile into the transposed product.
+    """
+    g, signal = filters.double(), x.double()
+    L, n = g.shape[-1], x.shape[-1]
+    n_out = n - L + 1
+    heavy = F.conv_transpose1d(dz.double() * c[None, :, None], g[:, None])
+    # sum of the c3-weighted taps that reach each input position: a transposed box filter
+    tap_sums = F.conv_transpose1d(signal.new_ones(1, 1, n_out), (c3[:, None] * g).sum(0).view(1, 1, L))
+    # sum_k c4_k sum_n y_k[n] g_k[i - n] over ALL n (x zero-padded) is x correlated with R ...
+    reach = F.conv1d(F.pad(signal, (L - 1, L - 1)), filter_autocorrelation(g, c4).view(1, 1, -1))
+    # ... minus the out-of-range n, which only touch the first and last L-1 input samples
+    head, tail = _edge_outputs(signal, g, n_out)
+    weighted = (c4[:, None] * g)[:, None]
+    reach[..., : L - 1] -= F.conv_transpose1d(head, weighted)[..., L - 1:]
+    reach[..., n_out:] -= F.conv_transpose1d(tail, weighted)[..., : L - 1]
+    return heavy + tap_sums - reach
+
+
+def backward_from_saved(grad_out, x, filters, weight, mean, var, mask_bits, bin_stats, eps,
+                        training):
+    """All gradients of the fused op from its saved data, by the §3 algebra; returns
+    ``(dx, dg, dgamma, dbeta)`` in float64 (the cut-off gradients follow from ``dg`` with
+    :func:`sincfb.filters.cutoff_parameter_grads`)."""
+    L = filters.shape[-1]
+    n_out = x.shape[-1] - L + 1
+    count = x.shape[0] * n_out
+    w = bin_weights(grad_out.double(), n_out)
+    c, c3, c4, dgamma, dbeta = bn_backward_coefficients(w, bin_stats, weight, mean, var, eps,
+                                                        count, training)
+    dz = relu_mask_gradient(w, mask_bits, n_out)
+    correlation = torch.nn.grad.conv1d_weight(x.double(), (filters.shape[0], 1, L), dz)[:, 0]
+    sums, gram = window_sums(x, L), window_gram(x, L)
+    dg = filter_gradient(correlation, sums, gram, filters, c, c3, c4)
+    dx = input_gradient(x, dz, filters, c, c3, c4)
+    return dx, dg, dgamma, dbeta
