@@ -44,6 +44,12 @@ def _config(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins, traini
                             training, eps, precision)
 
 
+def _no_autocast(x: Tensor):
+    """Kernels run with autocast off: the op's dtypes are fixed by its schema (output in x.dtype)
+    and its operand precision by ``precision``, not by an enclosing autocast region."""
+    return torch.autocast(x.device.type, enabled=False)
+
+
 @torch.library.custom_op("sincfb::filterbank", mutates_args=())
 def _filterbank(x: Tensor, low_hz_: Tensor, band_hz_: Tensor, weight: Tensor, bias: Tensor,
                 running_mean: Optional[Tensor], running_var: Optional[Tensor], kernel_size: int,
@@ -52,8 +58,9 @@ def _filterbank(x: Tensor, low_hz_: Tensor, band_hz_: Tensor, weight: Tensor, bi
                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     cfg = _config(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins, training, eps,
                   precision)
-    return get_backend(backend).forward(x, low_hz_, band_hz_, weight, bias, running_mean,
-                                        running_var, cfg)
+    with _no_autocast(x):
+        return get_backend(backend).forward(x, low_hz_, band_hz_, weight, bias, running_mean,
+                                            running_var, cfg)
 
 
 @_filterbank.register_fake
@@ -77,8 +84,9 @@ def _filterbank_backward(grad_out: Tensor, x: Tensor, low_hz_: Tensor, band_hz_:
                          precision: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     cfg = _config(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins, training, eps,
                   precision)
-    grads = get_backend(backend).backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var,
-                                          mask_bits, bin_stats, cfg)
+    with _no_autocast(x):
+        grads = get_backend(backend).backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean,
+                                              var, mask_bits, bin_stats, cfg)
     # A custom op may not return its inputs or views of them; autograd may hand some back.
     return tuple(g.clone() if g is not None else torch.zeros_like(t)
                  for g, t in zip(grads, (x, low_hz_, band_hz_, weight, bias)))
@@ -138,7 +146,8 @@ def validate_inputs(x: Tensor, low_hz_: Tensor, band_hz_: Tensor, kernel_size: i
     for name, p in (("low_hz_", low_hz_), ("band_hz_", band_hz_)):
         if not p.is_floating_point():
             raise TypeError(f"{name} must be a real floating-point tensor, got {p.dtype}")
-        if not torch.compiler.is_compiling() and not bool(torch.isfinite(p).all()):
+        checkable = not torch.compiler.is_compiling() and p.device.type != "meta"
+        if checkable and not bool(torch.isfinite(p).all()):
             raise ValueError(f"{name} contains NaN or Inf: the filter cut-offs are undefined "
                              "(a diverged training step?)")
 

@@ -18,6 +18,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Optional
 
+import torch
+
 __all__ = ["FilterbankConfig", "Backend", "register_backend", "get_backend", "available_backends",
            "resolve_backend", "load_builtin_backends", "PRECISIONS"]
 
@@ -75,8 +77,13 @@ def available_backends(device_type: str | None = None) -> list[str]:
             if (device_type is None or device_type in b.devices) and b.available()]
 
 
+# Resolution may build an extension or probe a device: under torch.compile it runs once at trace
+# time and its answer is baked into the graph as a constant.
+@torch.compiler.assume_constant_result
 def resolve_backend(name: str, device_type: str, kernel_size: int) -> str:
     """Turn ``'auto'`` into a concrete backend for this device and filter length; check others."""
+    if device_type == "meta":          # shapes only: the op's fake implementation serves any backend
+        return "reference" if name == "auto" else get_backend(name).name
     if name != "auto":
         backend = get_backend(name)
         if device_type not in backend.devices:

@@ -80,3 +80,20 @@ def test_bins_follow_adaptive_avg_pool(length, bins):
     # spread_bins is the adjoint of bin_sums: <bin_sums(v), w> == <v, spread_bins(w)>
     w = torch.randn(2, bins, dtype=torch.float64)
     torch.testing.assert_close((bin_sums(values, bins) * w).sum(), (values * spread_bins(w, length)).sum())
+
+
+def test_autocast_does_not_leak_into_the_op():
+    """Under CPU bf16 autocast the op keeps its schema's dtypes and its backward runs."""
+    layer = FusedSincFilterbank(4, 15, pool_bins=8, backend="reference")
+    x = torch.randn(2, 1, 120, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+    assert out.dtype == torch.float32
+    out.sum().backward()
+    assert x.grad.dtype == torch.float32 and torch.isfinite(layer.sinc.low_hz_.grad).all()
+
+
+def test_meta_tensors_propagate_shapes():
+    layer = FusedSincFilterbank(4, 15, pool_bins=8).to("meta")
+    out = layer(torch.empty(3, 1, 100, device="meta"))
+    assert out.shape == (3, 4, 8) and out.device.type == "meta"
