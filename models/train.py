@@ -1,0 +1,460 @@
+"""Training MS-SincResNet and its baselines with the paper's recipe (DESIGN.md §1).
+
+SGD with Nesterov momentum and weight decay; a few warm-up epochs at a tiny learning rate, then the
+base rate halved at a fixed period; each epoch draws a few random clips per song with gain and noise
+augmentation; model selection on the validation split's song accuracy, never on the test songs.
+
+Everything that could be lost survives a crash or Ctrl-C: checkpoints and logs are written to a
+temporary file and renamed into place, and an interrupt saves the exact position inside the epoch.
+Because every random choice of an epoch is seeded by (seed, epoch), ``--resume`` continues with the
+same numbers an uninterrupted run would have produced.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import inspect
+import json
+import math
+import os
+import signal
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import Corpus, RandomClipDataset
+from .evaluate import predict_songs, score
+
+__all__ = ["TrainConfig", "Trainer", "atomic_torch_save", "atomic_write_text", "build_from_config",
+           "load_checkpoint", "CheckpointError", "learning_rate"]
+
+CHECKPOINT_FORMAT = "sincfb-genre/1"
+
+
+class _StopRequested(Exception):
+    """Raised at a step boundary after Ctrl-C, to save the exact position."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used here (wrong file, other classes, other model)."""
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; the defaults are the paper's recipe."""
+
+    model: str = "mssincresnet"
+    model_kwargs: dict = field(default_factory=dict)
+    sample_rate: int = 16000
+    clip_seconds: float = 3.0
+    hop_seconds: float = 0.5
+    epochs: int = 150
+    batch_size: int = 24
+    clips_per_song: int = 4
+    lr: float = 0.005
+    warmup_epochs: int = 5
+    warmup_lr: float = 1e-5
+    halve_every: int = 30
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    gain: float = 0.1                 # amplitude x U[1 - gain, 1 + gain]
+    noise_std: float = 0.02
+    noise: str = "gaussian"           # the authors' code: 'uniform' with noise_std 0.01
+    vote: str = "majority"
+    eval_batch_size: int = 32
+    workers: int = 0
+    device: str = "auto"
+    amp: str = "auto"                 # bf16 autocast: 'auto' (on CUDA), 'on', 'off'
+    channels_last: str = "auto"
+    seed: int = 0
+
+    @property
+    def clip_samples(self) -> int:
+        return int(round(self.clip_seconds * self.sample_rate))
+
+    @property
+    def hop_samples(self) -> int:
+        return int(round(self.hop_seconds * self.sample_rate))
+
+    @classmethod
+    def from_file(cls, path) -> "TrainConfig":
+        """Read a JSON or TOML file of fields (unknown keys are an error)."""
+        path = Path(path)
+        if path.suffix == ".toml":
+            import tomllib
+            values = tomllib.loads(path.read_text())
+        else:
+            values = json.loads(path.read_text())
+        return cls.from_dict(values)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build from a dict, rejecting keys that are not fields."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown training settings {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def learning_rate(config: TrainConfig, epoch: int) -> float:
+    """Warm-up rate for the first ``warmup_epochs``, then ``lr`` halved every ``halve_every``."""
+    if epoch < config.warmup_epochs:
+        return config.warmup_lr
+    return config.lr * 0.5 ** ((epoch - config.warmup_epochs) // max(1, config.halve_every))
+
+
+# ------------------------------------------------------------------------------ persistence
+def atomic_write_text(path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename: never a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_torch_save(obj, path) -> None:
+    """``torch.save`` through a temporary file, flushed to disk and renamed into place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _sigint_deferred():
+    """Hold Ctrl-C while a checkpoint is being written, so a second press cannot corrupt it."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:             # not the main thread: nothing to defer
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def build_from_config(name: str, num_classes: int, model_kwargs: dict, sample_rate: int,
+                      clip_samples: int):
+    """Instantiate a model of the models package, passing the clip geometry where it is accepted."""
+    from . import build_model, MODELS
+
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    accepted = inspect.signature(MODELS[name]).parameters
+    kwargs = dict(model_kwargs)
+    for key, value in (("sample_rate", sample_rate), ("clip_samples", clip_samples)):
+        if key in accepted:
+            kwargs.setdefault(key, value)
+    return build_model(name, num_classes, **kwargs)
+
+
+def load_checkpoint(path, device="cpu", classes: Optional[list[str]] = None):
+    """``(model, checkpoint dict)`` from a checkpoint written by :class:`Trainer`.
+
+    With ``classes`` given, a checkpoint trained on other classes is refused with a clear message.
+    """
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except Exception as error:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a sincfb genre-classifier checkpoint")
+    if classes is not None and list(classes) != checkpoint["classes"]:
+        raise CheckpointError(
+            f"{path}: trained for {len(checkpoint['classes'])} classes {checkpoint['classes']}, "
+            f"but this dataset has {len(classes)} classes {list(classes)}")
+    config = TrainConfig.from_dict(checkpoint["config"])
+    model = build_from_config(config.model, len(checkpoint["classes"]), config.model_kwargs,
+                              config.sample_rate, config.clip_samples)
+    model.load_state_dict(checkpoint["model_state"])
+    return model.to(device), checkpoint
+
+
+# --------------------------------------------------------------------------------- training
+class EpochSampler(torch.utils.data.Sampler):
+    """A permutation of the epoch's items fixed by (seed, epoch), sharded across DDP ranks, that
+    can start part-way through (to resume inside an epoch)."""
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1):
+        self.size, self.seed, self.rank, self.world = size, seed, rank, world
+        self.epoch, self.start = 0, 0
+
+    def order(self) -> np.ndarray:
+        permutation = np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.size)
+        return permutation[self.rank::self.world]
+
+    def __iter__(self):
+        return iter(self.order()[self.start:].tolist())
+
+    def __len__(self) -> int:
+        return max(0, len(self.order()) - self.start)
+
+
+def _distributed() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' is the local CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """Trains one model on one split of a corpus and writes everything into ``out_dir``:
+    ``last.pt`` (resumable), ``best.pt`` (best validation song accuracy), ``log.csv`` and
+    ``log.json`` (one row per epoch)."""
+
+    def __init__(self, config: TrainConfig, corpus: Corpus, splits: dict, out_dir,
+                 progress: bool = True, log=print):
+        self.config, self.corpus, self.splits = config, corpus, splits
+        self.out_dir = Path(out_dir)
+        self.progress, self.log = progress, log
+        self.rank, self.local_rank, self.world = _distributed()
+        self.device = resolve_device(config.device, self.local_rank)
+        if self.world > 1 and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if len(splits["train"]) == 0:
+            raise ValueError("the training split is empty")
+        torch.manual_seed(config.seed)
+        self.model = build_from_config(config.model, len(corpus.classes), config.model_kwargs,
+                                       config.sample_rate, config.clip_samples).to(self.device)
+        if self._use("channels_last"):
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.net = self.model
+        if self.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr,
+                                         momentum=config.momentum, nesterov=config.nesterov,
+                                         weight_decay=config.weight_decay)
+        self.dataset = RandomClipDataset(corpus, splits["train"], config.clip_samples,
+                                         config.hop_samples, config.clips_per_song, config.seed,
+                                         config.gain, config.noise_std, config.noise)
+        self.sampler = EpochSampler(len(self.dataset), config.seed, self.rank, self.world)
+        self.epoch, self.step = 0, 0
+        self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        self.history: list[dict] = []
+        self.best = {"epoch": -1, "valid_song_accuracy": -1.0}
+        self.rng_state = torch.get_rng_state()   # as of the last completed step
+        self._stop_requested = False
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _use(self, option: str) -> bool:
+        value = getattr(self.config, option)
+        return self.device.type == "cuda" if value == "auto" else value == "on"
+
+    def _autocast(self):
+        if self._use("amp"):
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def checkpoint(self) -> dict:
+        """Everything needed to continue exactly where training stands now."""
+        return {"format": CHECKPOINT_FORMAT, "config": self.config.to_dict(),
+                "classes": list(self.corpus.classes), "dataset": self.corpus.name,
+                "model_state": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "epoch": self.epoch, "step": self.step, "partial": dict(self.partial),
+                "history": self.history, "best": self.best, "torch_rng": self.rng_state,
+                "splits": {k: np.asarray(v).tolist() for k, v in self.splits.items()}}
+
+    def save(self, name: str = "last.pt") -> Path:
+        """Write a checkpoint atomically (main rank only); returns its path."""
+        path = self.out_dir / name
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with _sigint_deferred():
+                atomic_torch_save(self.checkpoint(), path)
+        return path
+
+    def resume(self, path) -> None:
+        """Continue from a checkpoint of this run (same classes, same model)."""
+        _, state = load_checkpoint(path, "cpu", self.corpus.classes)
+        if state["config"]["model"] != self.config.model:
+            raise CheckpointError(f"{path}: holds a {state['config']['model']!r} model, not "
+                                  f"{self.config.model!r}")
+        self.model.load_state_dict(state["model_state"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.step, self.partial = state["epoch"], state["step"], state["partial"]
+        self.history, self.best = state["history"], state["best"]
+        self.rng_state = state["torch_rng"]
+        torch.set_rng_state(self.rng_state)
+        self.log(f"resumed from {path}: epoch {self.epoch + 1}, step {self.step}")
+
+    # -- the loop --------------------------------------------------------------------------
+    def fit(self) -> list[dict]:
+        """Train up to ``config.epochs``; returns the per-epoch history.
+
+        The first Ctrl-C asks for a stop at the end of the current step: that exact position is
+        saved to ``last.pt`` and ``KeyboardInterrupt`` is raised. A second Ctrl-C aborts at once
+        and leaves the files on disk as they were (the last completed epoch).
+        """
+        with self._stop_on_sigint():
+            try:
+                while self.epoch < self.config.epochs:
+                    self._train_epoch()
+                    self._finish_epoch()
+            except _StopRequested:
+                path = self.save()
+                self.log(f"\nstopped in epoch {self.epoch + 1} after step {self.step}: saved "
+                         f"{path}; continue with --resume")
+                raise KeyboardInterrupt from None
+        return self.history
+
+    @contextmanager
+    def _stop_on_sigint(self):
+        self._stop_requested = False
+
+        def request_stop(signum, frame):
+            if self._stop_requested:           # second Ctrl-C: abort now, write nothing
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            self.log("\nCtrl-C: stopping after this step (press again to abort without saving)")
+
+        try:
+            previous = signal.signal(signal.SIGINT, request_stop)
+        except ValueError:                     # not the main thread: leave signals alone
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _train_epoch(self) -> None:
+        config = self.config
+        lr = learning_rate(config, self.epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.dataset.set_epoch(self.epoch)
+        self.sampler.epoch, self.sampler.start = self.epoch, self.step * config.batch_size
+        # the loader's own generator: creating its iterator must not draw from the global RNG,
+        # whose state (dropout) a mid-epoch resume restores exactly
+        loader_rng = torch.Generator().manual_seed(config.seed * 100003 + self.epoch)
+        loader = torch.utils.data.DataLoader(self.dataset, batch_size=config.batch_size,
+                                             sampler=self.sampler, num_workers=config.workers,
+                                             pin_memory=self.device.type == "cuda",
+                                             generator=loader_rng)
+        bar = self._bar(loader, f"epoch {self.epoch + 1}/{config.epochs}")
+        self.model.train()
+        started = time.perf_counter() - self.partial["seconds"]
+        for clips, labels in bar:
+            clips = clips.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            with self._autocast():
+                logits = self.net(clips)
+            loss = F.cross_entropy(logits.float(), labels)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training diverged: loss {loss.item()} in epoch "
+                                         f"{self.epoch + 1}; lower --lr")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            self.rng_state = torch.get_rng_state()
+            self.partial["loss"] += loss.item() * len(labels)
+            self.partial["correct"] += int((logits.argmax(1) == labels).sum())
+            self.partial["seen"] += len(labels)
+            self.partial["seconds"] = time.perf_counter() - started
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{self.partial['loss'] / self.partial['seen']:.3f}",
+                                acc=f"{self.partial['correct'] / self.partial['seen']:.3f}",
+                                clips_s=f"{self.partial['seen'] / self.partial['seconds']:.1f}")
+            if self._stop_requested:
+                raise _StopRequested
+
+    def _bar(self, loader, description):
+        if not (self.progress and self.is_main):
+            return loader
+        from tqdm.auto import tqdm
+        return tqdm(loader, desc=description, unit="batch", leave=False)
+
+    def _finish_epoch(self) -> None:
+        seen = max(1, self.partial["seen"])
+        row = {"epoch": self.epoch + 1, "lr": learning_rate(self.config, self.epoch),
+               "train_loss": self.partial["loss"] / seen, "train_clip_accuracy": self.partial["correct"] / seen,
+               "seconds": self.partial["seconds"],
+               "clips_per_second": seen / max(1e-9, self.partial["seconds"])}
+        if self.is_main and len(self.splits["valid"]):
+            scores = self.evaluate("valid")
+            row.update(valid_song_accuracy=scores["song_accuracy"],
+                       valid_clip_accuracy=scores["clip_accuracy"])
+        self.history.append(row)
+        self.epoch, self.step = self.epoch + 1, 0
+        self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        improved = row.get("valid_song_accuracy", -1.0) > self.best["valid_song_accuracy"] \
+            or not len(self.splits["valid"])
+        if improved:
+            self.best = {"epoch": row["epoch"], "valid_song_accuracy": row.get("valid_song_accuracy", -1.0)}
+        if self.is_main:
+            self.save("last.pt")
+            if improved:
+                self.save("best.pt")
+            self._write_logs()
+            self.log(self._summary(row))
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def _summary(self, row: dict) -> str:
+        text = (f"epoch {row['epoch']:3d}  lr {row['lr']:.2e}  loss {row['train_loss']:.4f}  "
+                f"train clip acc {row['train_clip_accuracy']:.3f}  "
+                f"{row['clips_per_second']:.1f} clips/s")
+        if "valid_song_accuracy" in row:
+            text += f"  valid song acc {row['valid_song_accuracy']:.3f}"
+        return text
+
+    def _write_logs(self) -> None:
+        atomic_write_text(self.out_dir / "log.json", json.dumps(self.history, indent=1))
+        columns = sorted({key for row in self.history for key in row},
+                         key=lambda k: (k != "epoch", k))
+        lines = [",".join(columns)]
+        lines += [",".join("" if row.get(c) is None else f"{row[c]:.6g}" if isinstance(row.get(c), float)
+                           else str(row[c]) for c in columns) for row in self.history]
+        atomic_write_text(self.out_dir / "log.csv", "\n".join(lines) + "\n")
+
+    def evaluate(self, split: str = "test", model=None) -> dict:
+        """Song-level scores of ``model`` (default: the current one) on a split."""
+        predictions = predict_songs(model or self.model, self.corpus, self.splits[split],
+                                    self.config.clip_samples, self.config.hop_samples,
+                                    self.config.eval_batch_size, self.device, self._use("amp"),
+                                    self.config.vote)
+        return score(predictions, self.corpus.classes)
+
+
+def read_log_csv(path) -> list[dict]:
+    """Rows of a ``log.csv`` written by :class:`Trainer`, values as floats where numeric."""
+    rows = []
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            rows.append({k: (float(v) if v not in ("", None) else math.nan) for k, v in row.items()})
+    return rows

@@ -1,0 +1,128 @@
+"""Training: the schedule, exact resume (also after Ctrl-C inside an epoch), crash-safe files."""
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from models import compact_config
+from models.data import load_corpus, make_splits, synthetic_tracklist
+from models.train import (CheckpointError, TrainConfig, Trainer, atomic_torch_save,
+                          learning_rate, load_checkpoint, read_log_csv)
+
+
+def tiny_config(**overrides):
+    kwargs = compact_config("mssincresnet")
+    sample_rate, clip = kwargs.pop("sample_rate"), kwargs.pop("clip_samples")
+    kwargs["backend"] = "reference"
+    values = dict(model="mssincresnet", model_kwargs=kwargs, sample_rate=sample_rate,
+                  clip_seconds=clip / sample_rate, hop_seconds=0.25, epochs=2, batch_size=4,
+                  clips_per_song=2, lr=0.01, warmup_epochs=1, warmup_lr=0.001, halve_every=1,
+                  device="cpu", seed=3)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    tracks = synthetic_tracklist(songs_per_genre=3, seconds=1.0, seed=1)
+    return load_corpus(tracks, 16000, tmp_path_factory.mktemp("cache"), progress=False)
+
+
+@pytest.fixture(scope="module")
+def splits(corpus):
+    return make_splits(synthetic_tracklist(songs_per_genre=3, seconds=1.0, seed=1), "cv", 0, 3)
+
+
+def test_paper_schedule():
+    config = TrainConfig()
+    assert [learning_rate(config, e) for e in (0, 4)] == [1e-5, 1e-5]
+    assert learning_rate(config, 5) == 0.005 and learning_rate(config, 34) == 0.005
+    assert learning_rate(config, 35) == 0.0025 and learning_rate(config, 65) == 0.00125
+
+
+def test_config_file_round_trip_and_unknown_keys(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"epochs": 7, "lr": 0.1}))
+    assert TrainConfig.from_file(path).epochs == 7
+    (tmp_path / "c.toml").write_text("epochs = 3\nnoise = 'uniform'\n")
+    assert TrainConfig.from_file(tmp_path / "c.toml").noise == "uniform"
+    path.write_text(json.dumps({"epoch": 7}))
+    with pytest.raises(ValueError, match="unknown training settings"):
+        TrainConfig.from_file(path)
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.state_dict().values() if p.is_floating_point()])
+
+
+def test_resume_continues_exactly(corpus, splits, tmp_path):
+    straight = Trainer(tiny_config(), corpus, splits, tmp_path / "a", progress=False, log=lambda *_: None)
+    straight.fit()
+    first = Trainer(tiny_config(epochs=1), corpus, splits, tmp_path / "b", progress=False, log=lambda *_: None)
+    first.fit()
+    resumed = Trainer(tiny_config(), corpus, splits, tmp_path / "b", progress=False, log=lambda *_: None)
+    resumed.resume(tmp_path / "b" / "last.pt")
+    resumed.fit()
+    for a, b in zip(straight.history, resumed.history):
+        for key in ("train_loss", "train_clip_accuracy", "valid_song_accuracy", "lr"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), key
+    torch.testing.assert_close(_weights(straight.model), _weights(resumed.model))
+    rows = read_log_csv(tmp_path / "b" / "log.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert json.loads((tmp_path / "b" / "log.json").read_text())[1]["epoch"] == 2
+
+
+def test_ctrl_c_inside_an_epoch_saves_and_resumes_exactly(corpus, splits, tmp_path):
+    straight = Trainer(tiny_config(), corpus, splits, tmp_path / "a", progress=False, log=lambda *_: None)
+    straight.fit()
+    interrupted = Trainer(tiny_config(), corpus, splits, tmp_path / "b", progress=False, log=lambda *_: None)
+    real_step, calls = interrupted.optimizer.step, []
+
+    def step_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        result = real_step(*args, **kwargs)
+        if len(calls) == 5:                 # Ctrl-C during the second step of epoch 2
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    interrupted.optimizer.step = step_then_interrupt
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    saved = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+    assert (saved["epoch"], saved["step"]) == (1, 2)
+    resumed = Trainer(tiny_config(), corpus, splits, tmp_path / "b", progress=False, log=lambda *_: None)
+    resumed.resume(tmp_path / "b" / "last.pt")
+    resumed.fit()
+    assert resumed.history[-1]["train_loss"] == pytest.approx(straight.history[-1]["train_loss"], rel=1e-6)
+    torch.testing.assert_close(_weights(straight.model), _weights(resumed.model))
+
+
+def test_checkpoint_for_other_classes_is_refused(corpus, splits, tmp_path):
+    trainer = Trainer(tiny_config(epochs=1), corpus, splits, tmp_path, progress=False, log=lambda *_: None)
+    trainer.fit()
+    model, state = load_checkpoint(tmp_path / "best.pt", classes=corpus.classes)
+    assert state["classes"] == corpus.classes
+    with pytest.raises(CheckpointError, match="trained for 6 classes"):
+        load_checkpoint(tmp_path / "best.pt", classes=["a", "b"])
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_a_crash_while_saving_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    atomic_torch_save({"version": 1}, path)
+
+    def crash(obj, handle, *args, **kwargs):
+        handle.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        atomic_torch_save({"version": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path)["version"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
