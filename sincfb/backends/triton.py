@@ -1,0 +1,292 @@
+"""The 'triton' backend: the fused filterbank as Triton kernels (DESIGN.md §3), CUDA first.
+
+Forward (one call):
+  1. ``_taps_kernel`` makes the left halves and centres of the K filters (float32, phases reduced
+     in float64);
+  2. training: ``s`` and ``A`` of the input windows in float64 (:func:`window_moments`: prefix sums,
+     one FFT autocorrelation and two (L-1)-sample edge Gram matrices), then ``mu = g.s / M`` and
+     ``var = g^T A g / M - mu^2``; eval: the running statistics;
+  3. the taps are scaled by ``1 / sigma`` (BatchNorm folded into the filters) and ``_fwd_kernel``
+     does the folded convolution, BN shift/affine, ReLU, pooling, mask bits and per-bin sums.
+
+Backward: per-bin weights and the BN coefficients ``c, c3, c4`` from the saved data (O(B K P));
+``_corr_kernel`` gives the folded filter-gradient product, ``_dx_kernel`` the folded transposed
+product; the ``c3`` and ``c4`` terms are cheap: a tap-sum prefix, an FFT correlation of x with the
+single (2L-1)-tap filter R and exact (L-1)x(L-1) edge corrections (:func:`autocorrelation_term`).
+The cut-off gradients come from the filter gradient by the closed-form derivatives
+(:func:`sincfb.filters.cutoff_parameter_grads`). No (B, K, N_out) tensor is ever allocated.
+
+Input in float64 is delegated to the reference backend (the kernels compute in float32 with
+float32 accumulation at best). Environment switches, read at call time:
+``SINCFB_AUTOTUNE=0`` disables autotuning (one fixed tile configuration), and
+``SINCFB_TRITON_POISON=1`` NaN-fills every kernel output and workspace before the launch, so an
+element a kernel does not write shows up in the results (tests).
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+
+import torch
+import torch.nn.functional as F
+
+from ..filters import cutoff_parameter_grads
+from ..pooling import bin_bounds
+from . import Backend, FilterbankConfig, register_backend
+from .reference import reference_backward, reference_forward
+
+__all__ = ["triton_forward", "triton_backward", "window_moments", "folded", "tap_sum_term",
+           "autocorrelation_term", "full_filters"]
+
+_HAVE_TRITON = importlib.util.find_spec("triton") is not None
+_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _kernels():
+    """The kernel module, imported on first use (importing sincfb must not import triton)."""
+    from . import triton_kernels
+    return triton_kernels
+
+
+def _poison() -> bool:
+    return os.environ.get("SINCFB_TRITON_POISON") == "1"
+
+
+def _device_guard(device: torch.device):
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------- float64 helpers
+
+def _fft_size(n: int) -> int:
+    """Smallest 2^a 3^b 5^c >= n (fast FFT lengths)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            size = p35
+            while size < n:
+                size *= 2
+            best = min(best, size)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def window_moments(signal: torch.Tensor, kernel_size: int):
+    """``s[l] = sum_{b,n} x[b, n+l]`` and ``A[l, m] = sum_{b,n} x[b, n+l] x[b, n+m]`` in float64.
+
+    ``signal``: (B, N). ``A`` is Toeplitz up to edge terms (DESIGN.md §3.2): ``A[l, l+d] = A0[d] +
+    sum_{i<l} (q_d[N_out + i] - q_d[i])`` with ``q_d[i] = sum_b x[b,i] x[b,i+d]``; ``A0`` comes from
+    one FFT cross-correlation and the edge terms only touch the first and last L-1 samples.
+    """
+    xd = signal.double()
+    L = kernel_size
+    n = xd.shape[-1]
+    n_out = n - L + 1
+    prefix = F.pad(xd.sum(0).cumsum(0), (1, 0))
+    taps = torch.arange(L, device=xd.device)
+    sums = prefix[taps + n_out] - prefix[taps]
+    size = _fft_size(n)            # >= N: no circular wrap-around for lags 0..L-1
+    # conj_physical: see autocorrelation_term
+    spectrum = (torch.conj_physical(torch.fft.rfft(xd[:, :n_out], size))
+                * torch.fft.rfft(xd, size)).sum(0)
+    lag0 = torch.fft.irfft(spectrum, size)[:L]
+    if L == 1:
+        return sums, lag0.view(1, 1)
+    head, tail = xd[:, :L - 1], xd[:, n_out:]
+    edge = tail.T @ tail - head.T @ head                        # (L-1, L-1)
+    # edge[i, i + d] laid out as rows i, columns d (zero where i + d > L - 2)
+    skew = F.pad(edge, (0, L)).as_strided((L - 1, L), (2 * L, 1))
+    table = lag0[None, :] + F.pad(skew.cumsum(0), (0, 0, 1, 0))  # table[l, d] = A[l, l + d]
+    idx = torch.arange(L, device=xd.device)
+    return sums, table[torch.minimum(idx[:, None], idx[None, :]),
+                       (idx[:, None] - idx[None, :]).abs()]
+
+
+def full_filters(taps: torch.Tensor) -> torch.Tensor:
+    """Whole symmetric filters (K, L) in float64 from the (K, C) left halves and centres."""
+    t = taps.double()
+    return torch.cat([t, t[:, :-1].flip(-1)], dim=-1)
+
+
+def folded(values: torch.Tensor) -> torch.Tensor:
+    """``v[j] + v[L-1-j]`` for j < c and ``2 v[c]``: the folded form (..., C) of (..., L)."""
+    L = values.shape[-1]
+    C = (L + 1) // 2
+    return values[..., :C] + values.flip(-1)[..., :C]
+
+
+def _unfold_for_cutoffs(folded_grad: torch.Tensor, L: int) -> torch.Tensor:
+    """A (K, L) filter gradient whose pairing with any symmetric tensor equals that of the true
+    gradient: the folded values on the left half, half the centre, zeros on the right."""
+    C = folded_grad.shape[-1]
+    out = folded_grad.new_zeros(folded_grad.shape[0], L)
+    out[:, :C] = folded_grad
+    out[:, C - 1] *= 0.5
+    return out
+
+
+def tap_sum_term(filters: torch.Tensor, c3: torch.Tensor, n_out: int, n: int) -> torch.Tensor:
+    """``sum_k c3_k sum_{n valid} g_k[i - n]`` for every input sample i: (N,) float64."""
+    L = filters.shape[-1]
+    prefix = F.pad(((c3[:, None] * filters).sum(0)).cumsum(0), (1, 0))
+    i = torch.arange(n, device=filters.device)
+    return prefix[torch.clamp(i, max=L - 1) + 1] - prefix[torch.clamp(i - n_out + 1, min=0)]
+
+
+def autocorrelation_term(signal: torch.Tensor, filters: torch.Tensor, c4: torch.Tensor,
+                         n_out: int) -> torch.Tensor:
+    """``sum_k c4_k T_k^T T_k x`` exactly, where T_k is the valid correlation with g_k: (B, N).
+
+    Interior: x correlated with ``R[d] = sum_k c4_k sum_j g_k[j] g_k[j+d]`` (FFT). The first and
+    last L-1 samples lose the terms of outputs outside [0, N_out): (L-1)x(L-1) corrections built
+    from diagonal prefix sums of ``Cm = G^T diag(c4) G``."""
+    xd = signal.double()
+    B, n = xd.shape
+    L = filters.shape[-1]
+    cm = filters.T @ (c4[:, None] * filters)                        # (L, L)
+    diagonals = F.pad(cm, (L - 1, L - 1)).as_strided((L, 2 * L - 1), (3 * L - 1, 1))
+    running = diagonals.cumsum(0)       # running[v, e] = sum_{v' <= v} cm[v', v' + e - (L-1)]
+    R = running[-1]                                                  # lags -(L-1)..(L-1)
+    size = _fft_size(n + 2 * L - 2)
+    padded = F.pad(xd, (L - 1, L - 1))
+    # conj_physical, not .conj(): a lazily conjugated view lost its conjugation when this op ran
+    # inside a torch.compile graph (seen with torch 2.11 on the CPU)
+    full = torch.fft.irfft(torch.fft.rfft(padded, size)
+                           * torch.conj_physical(torch.fft.rfft(R, size)), size)[:, :n]
+    if L == 1:
+        return full
+    a = torch.arange(L - 1, device=xd.device)
+    lag = a[None, :] - a[:, None] + (L - 1)
+    head = R[lag] - running[a[:, None], lag]        # outputs n < 0:      sum over v' > i
+    tail = running[a[:, None], lag]                 # outputs n >= N_out: sum over v' <= a
+    full[:, :L - 1] -= xd[:, :L - 1] @ head.T
+    full[:, n_out:] -= xd[:, n_out:] @ tail.T
+    return full
+
+
+# ----------------------------------------------------------------------------- packing
+
+def _pack_taps(taps: torch.Tensor, scale, layout, precision: str) -> torch.Tensor:
+    """(C_alloc, K_alloc) operand buffer: taps (times ``scale``), centre halved (the fold adds
+    x[n+c] twice), zero padded; bf16 in 'bf16' mode on the GPU."""
+    t = taps.double() if scale is None else taps.double() * scale[:, None]
+    t[:, -1] *= 0.5
+    dtype = torch.bfloat16 if precision == "bf16" and not _kernels().interpreting() \
+        else torch.float32
+    buf = torch.zeros(layout.C_alloc, layout.K_alloc, dtype=dtype, device=taps.device)
+    buf[:layout.C, :layout.K] = t.T.to(dtype)
+    return buf
+
+
+def _pad_vector(v: torch.Tensor, layout) -> torch.Tensor:
+    out = torch.zeros(layout.K_alloc, dtype=torch.float32, device=v.device)
+    out[:layout.K] = v.float()
+    return out
+
+
+def _padded_input(x: torch.Tensor, layout) -> torch.Tensor:
+    tk = _kernels()
+    buf = torch.zeros(layout.B, layout.XS, dtype=torch.float32, device=x.device)
+    buf[:, tk.X_LEFT:tk.X_LEFT + layout.N] = x[:, 0]
+    return buf
+
+
+def _check(x: torch.Tensor, cfg: FilterbankConfig):
+    if not _HAVE_TRITON:
+        raise RuntimeError("the 'triton' backend needs the triton package")
+    if x.device.type != "cuda" and not _INTERPRET:
+        raise RuntimeError("the 'triton' backend runs on CUDA tensors (or on the CPU with "
+                           "TRITON_INTERPRET=1 set before triton is imported)")
+
+
+# ----------------------------------------------------------------------------- forward / backward
+
+def triton_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var,
+                   cfg: FilterbankConfig):
+    """Forward of the fused op; see ``sincfb.backends`` for the contract."""
+    if x.dtype == torch.float64:
+        return reference_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var,
+                                 cfg)
+    _check(x, cfg)
+    tk = _kernels()
+    with _device_guard(x.device):
+        B, _, N = x.shape
+        lay = tk.Layout(B, low_hz_.shape[0], N, cfg.kernel_size, cfg.pool_bins)
+        taps = tk.filter_taps(low_hz_, band_hz_, cfg.kernel_size, cfg.sample_rate,
+                              cfg.min_low_hz, cfg.min_band_hz)
+        if cfg.training:
+            sums, gram = window_moments(x[:, 0], cfg.kernel_size)
+            g = full_filters(taps)
+            count = B * lay.N_out
+            mean = g @ sums / count
+            var = (((g @ gram) * g).sum(-1) / count - mean.square()).clamp_min(0.0)
+        else:
+            mean, var = running_mean.double(), running_var.double()
+        inv_sigma = torch.rsqrt(var + cfg.eps)
+        out, mask_bits, bin_stats = tk.forward_product(
+            _padded_input(x, lay), _pack_taps(taps, inv_sigma, lay, cfg.precision),
+            _pad_vector(-mean * inv_sigma, lay), _pad_vector(weight.detach(), lay),
+            _pad_vector(bias.detach(), lay), lay, cfg.precision, x.dtype,
+            torch.promote_types(x.dtype, torch.float32), _poison())
+    if cfg.training:
+        mean, var = mean.to(weight.dtype), var.to(weight.dtype)
+    else:
+        mean, var = running_mean.clone(), running_var.clone()
+    return out, mean, var, mask_bits, bin_stats
+
+
+def triton_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mask_bits,
+                    bin_stats, cfg: FilterbankConfig):
+    """Gradients of (x, low_hz_, band_hz_, weight, bias) from the saved bits and bin sums."""
+    if x.dtype == torch.float64:
+        return reference_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var,
+                                  mask_bits, bin_stats, cfg)
+    _check(x, cfg)
+    tk = _kernels()
+    with _device_guard(x.device):
+        B, _, N = x.shape
+        L = cfg.kernel_size
+        lay = tk.Layout(B, low_hz_.shape[0], N, L, cfg.pool_bins)
+        taps = tk.filter_taps(low_hz_, band_hz_, L, cfg.sample_rate, cfg.min_low_hz,
+                              cfg.min_band_hz)
+        g = full_filters(taps)
+        count = B * lay.N_out
+        starts, ends = bin_bounds(lay.N_out, cfg.pool_bins, x.device)
+        w = grad_out.double() / (ends - starts).double()
+        dbeta = (w * bin_stats[0].double()).sum((0, 2))
+        dgamma = (w * bin_stats[1].double()).sum((0, 2))
+        sigma = (var.double() + cfg.eps).sqrt()
+        c = weight.detach().double() / sigma
+        weighted = (w * c[None, :, None]).float().contiguous()       # c_k w: dz' = c dz
+        mask_bits = mask_bits.contiguous()
+        poison = _poison()
+        x_pad = _padded_input(x, lay)
+        grad_taps = tk.filter_correlation(x_pad, weighted, mask_bits, lay, cfg.precision, poison)
+        grad_x = tk.transposed_product(_pack_taps(taps, None, lay, cfg.precision), weighted,
+                                       mask_bits, lay, cfg.precision, poison)
+        if cfg.training:   # the batch statistics depend on y: dy = c dz + c3 - c4 y
+            c4 = c * dgamma / (count * sigma)
+            c3 = -c * dbeta / count + c4 * mean.double()
+            sums, gram = window_moments(x[:, 0], L)
+            grad_taps = (grad_taps + c3[:, None] * folded(sums)[None, :]
+                         - c4[:, None] * folded(g @ gram))
+            grad_x = (grad_x + tap_sum_term(g, c3, lay.N_out, N)[None, :]
+                      - autocorrelation_term(x[:, 0], g, c4, lay.N_out))
+        grad_low, grad_band = cutoff_parameter_grads(
+            _unfold_for_cutoffs(grad_taps, L), low_hz_, band_hz_, L, cfg.sample_rate,
+            cfg.min_low_hz, cfg.min_band_hz)
+    return (grad_x.to(x.dtype).view(B, 1, N), grad_low, grad_band, dgamma.to(weight.dtype),
+            dbeta.to(bias.dtype))
+
+
+register_backend(Backend(
+    name="triton", forward=triton_forward, backward=triton_backward,
+    devices=("cuda", "cpu") if _INTERPRET else ("cuda",),
+    available=lambda: _HAVE_TRITON,
+    auto_priority=lambda device_type, kernel_size: 10.0 if device_type == "cuda" else None,
+    summary="Triton kernels: folded implicit-GEMM forward with fused BN/ReLU/pool epilogue, "
+            "bit-mask backward; CPU only through TRITON_INTERPRET=1"))
