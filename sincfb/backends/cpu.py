@@ -1,0 +1,201 @@
+"""The 'cpu' backend: DESIGN.md §3 with C++ kernels for the heavy products (``sincfb/csrc``).
+
+Forward: batch statistics from ``s`` and the second moment ``g^T A g`` (training), then one fused
+C++ pass over tiles of output positions: folded product (a GEMM per tile), BatchNorm, ReLU, pooled
+sums, mask bits, per-bin (count, sum of zhat). Backward: one fused C++ pass forms ``dz`` per tile
+from the mask bits and the bin weights and feeds both heavy products (the filter-gradient
+correlation and the input-gradient transposed product); the cheap terms (``s``, ``A g``, the
+tap-sum term and the ``R`` filter with its exact edge corrections) are done here in float64.
+
+``A`` itself (L x L) is never formed. With ``r`` the autocorrelation of x (summed over the batch)
+and ``y_pad`` the product over x zero-padded on both sides, the valid outputs are all outputs minus
+the ``L - 1`` partial ones at each end, so
+
+    g^T A g = g . (Toeplitz(r) g) - sum(head^2) - sum(tail^2)
+    A g     = Toeplitz(r) g - corr(head, x's first samples) - corr(tail, x's last samples)
+
+where ``Toeplitz(r) g`` is an FFT convolution and the head/tail outputs (B, K, L-1) come from the
+same C++ products run on the 2L-2 samples at each end: O(N log N + K L^2) per clip instead of a
+(L x L) Gram matrix. Filter taps are generated in float64 (``sincfb.filters``) and folded:
+``g[l] + g[L-1-l]`` pairs share one multiply, and the filter gradient is only needed folded.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .. import _build
+from ..algebra import bin_weights, bn_backward_coefficients, window_sums
+from ..filters import cutoff_parameter_grads, sinc_filters
+from ..pooling import packed_mask_width
+from . import Backend, FilterbankConfig, register_backend
+from .fft import autocorrelation_sums, auto_priority_cpu_direct, convolve_same_length, \
+    filter_autocorrelation, single_threaded, toeplitz_product
+
+__all__ = ["cpu_forward", "cpu_backward", "fold_taps", "unfold_gradient", "edge_signals",
+           "training_statistics", "weighted_gram_product", "input_gradient_terms"]
+
+
+def _ops():
+    if not _build.load_cpu_extension():
+        raise RuntimeError(f"the 'cpu' backend is unavailable: {_build.build_error()}")
+    return torch.ops.sincfb_cpu
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64; everything else (float32, half, bfloat16) computes in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def fold_taps(values: torch.Tensor) -> torch.Tensor:
+    """(..., L) -> (..., C): ``v[l] + v[L-1-l]`` for l < c and ``v[c]``; the fold of anything
+    indexed by taps (window sums, ``A g``, gradients)."""
+    c = values.shape[-1] // 2
+    return torch.cat([values[..., :c] + values[..., c + 1:].flip(-1), values[..., c:c + 1]], -1)
+
+
+def unfold_gradient(folded: torch.Tensor) -> torch.Tensor:
+    """A folded filter gradient (K, C) -> a symmetric (K, L) one with the same pairwise sums.
+
+    The cut-off derivatives are symmetric in the taps, so only ``dg[l] + dg[L-1-l]`` reaches the
+    parameters; splitting each sum evenly gives :func:`cutoff_parameter_grads` what it needs."""
+    half = folded[:, :-1] / 2
+    return torch.cat([half, folded[:, -1:], half.flip(-1)], -1)
+
+
+def edge_signals(x: torch.Tensor, kernel_size: int):
+    """The 2L-2 samples whose valid outputs are the partial products at each end of x zero-padded:
+    ``(L-1 zeros, x[:L-1])`` and ``(x[N_out:], L-1 zeros)``. x: (B, N) -> two (B, 2L-2)."""
+    L = kernel_size
+    n_out = x.shape[-1] - L + 1
+    return F.pad(x[:, : L - 1], (L - 1, 0)), F.pad(x[:, n_out:], (0, L - 1))
+
+
+def _edge_outputs(ops, x, folded, kernel_size):
+    head, tail = edge_signals(x, kernel_size)
+    return head, tail, ops.fold_correlate(head, folded), ops.fold_correlate(tail, folded)
+
+
+def training_statistics(ops, x: torch.Tensor, filters: torch.Tensor, folded: torch.Tensor):
+    """Batch mean and biased variance (float64, (K,)) of the valid products, without a pass over
+    them: ``mu = g.s / M`` and ``E[y^2] = (g^T Toeplitz(r) g - edge outputs squared) / M``."""
+    L = filters.shape[-1]
+    count = x.shape[0] * (x.shape[-1] - L + 1)
+    sums = window_sums(x[:, None], L)
+    full = toeplitz_product(filters, autocorrelation_sums(x, L))
+    _, _, head_out, tail_out = _edge_outputs(ops, x, folded, L)
+    edges = head_out.double().square().sum((0, 2)) + tail_out.double().square().sum((0, 2))
+    mean = filters @ sums / count
+    second_moment = ((filters * full).sum(-1) - edges) / count
+    return mean, (second_moment - mean.square()).clamp_min(0.0)
+
+
+def weighted_gram_product(ops, x, filters, folded, edges):
+    """Folded ``A g_k`` (K, C) float64: ``Toeplitz(r) g`` minus the head and tail outputs
+    correlated with the samples they reach (``edges`` from :func:`_edge_outputs`)."""
+    head, tail, head_out, tail_out = edges
+    full = fold_taps(toeplitz_product(filters, autocorrelation_sums(x, filters.shape[-1])))
+    return full - ops.fold_window_correlation(head_out, head) \
+        - ops.fold_window_correlation(tail_out, tail)
+
+
+def input_gradient_terms(ops, x, filters, folded, c3, c4, edges):
+    """The cheap part of dx (B, N) float64: ``sum_k c3_k (sum of g_k's valid taps)`` minus
+    ``x`` correlated with ``R[d] = sum_k c4_k sum_j g_k[j] g_k[j+d]``, the latter with its first and
+    last L-1 samples corrected exactly by the partial products at the ends (DESIGN.md §3.3)."""
+    L, n = filters.shape[-1], x.shape[-1]
+    n_out = n - L + 1
+    # tap sums: position i collects the c3-weighted taps l with 0 <= i - l < N_out
+    prefix = F.pad((c3[:, None] * filters).sum(0).cumsum(0), (1, 0))
+    i = torch.arange(n)
+    tap_sums = prefix[torch.clamp(i, max=L - 1) + 1] - prefix[torch.clamp(i - n_out + 1, min=0)]
+    lags = (c4[:, None] * filter_autocorrelation(filters)).sum(0)         # R[d], d = 0..L-1
+    reach = convolve_same_length(x.double(), torch.cat([lags.flip(0)[:-1], lags]))
+    _, _, head_out, tail_out = edges
+    weight = c4.to(head_out.dtype)[None, :, None]
+    reach[:, : L - 1] -= ops.fold_correlate_transposed(head_out * weight, folded)[:, L - 1:]
+    reach[:, n_out:] -= ops.fold_correlate_transposed(tail_out * weight, folded)[:, : L - 1]
+    return tap_sums[None] - reach
+
+
+def _filters(low_hz_, band_hz_, cfg: FilterbankConfig, dtype):
+    filters = sinc_filters(low_hz_, band_hz_, cfg.kernel_size, cfg.sample_rate, cfg.min_low_hz,
+                           cfg.min_band_hz, dtype=torch.float64).detach()
+    return filters, filters[:, : cfg.kernel_size // 2 + 1].to(dtype).contiguous()
+
+
+def _saved_outputs(x, channels, n_out, cfg: FilterbankConfig, dtype):
+    """Uninitialised (out, mask_bits, bin_stats) for the fused kernel to fill completely."""
+    batch = x.shape[0]
+    return (x.new_empty(batch, channels, cfg.pool_bins, dtype=dtype),
+            x.new_empty(batch, channels, packed_mask_width(n_out), dtype=torch.uint8),
+            x.new_empty(2, batch, channels, cfg.pool_bins, dtype=dtype))
+
+
+def cpu_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var,
+                cfg: FilterbankConfig):
+    """Forward of the fused op with the C++ kernels; see ``sincfb.backends`` for the contract."""
+    ops = _ops()
+    dtype = _compute_dtype(x.dtype)
+    with single_threaded():   # small (K x L, B x N) work: see single_threaded
+        signal = x[:, 0].to(dtype).contiguous()
+        filters, folded = _filters(low_hz_, band_hz_, cfg, dtype)
+        if cfg.training:
+            mean, var = training_statistics(ops, signal, filters, folded)
+            mean, var = mean.to(weight.dtype), var.to(weight.dtype)
+        else:
+            mean, var = running_mean.clone(), running_var.clone()
+        rstd = torch.rsqrt(var.to(dtype) + cfg.eps)
+    out, mask_bits, bin_stats = _saved_outputs(x, filters.shape[0],
+                                               x.shape[-1] - cfg.kernel_size + 1, cfg, dtype)
+    ops.filterbank_forward(signal, folded, mean.to(dtype), rstd, weight.detach().to(dtype),
+                           bias.detach().to(dtype), out, mask_bits, bin_stats)
+    return (out.to(x.dtype), mean, var, mask_bits,
+            bin_stats.to(torch.promote_types(x.dtype, torch.float32)))
+
+
+def _statistics_gradient(ops, signal, filters, folded, grad_folded, grad_x, c3, c4):
+    """Training mode: add the terms through the batch statistics (``s``, ``A g``, tap sums, the
+    ``R`` filter) to the folded filter gradient and the input gradient (float64)."""
+    L = filters.shape[-1]
+    edges = _edge_outputs(ops, signal, folded, L)
+    sums = fold_taps(window_sums(signal[:, None], L))
+    grad_folded = grad_folded + c3[:, None] * sums - c4[:, None] * weighted_gram_product(
+        ops, signal, filters, folded, edges)
+    grad_x = grad_x.double() + input_gradient_terms(ops, signal, filters, folded, c3, c4, edges)
+    return grad_folded, grad_x
+
+
+def cpu_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mask_bits, bin_stats,
+                 cfg: FilterbankConfig):
+    """Gradients of (x, low_hz_, band_hz_, weight, bias) from the saved data (DESIGN.md §3.3)."""
+    ops = _ops()
+    dtype = _compute_dtype(x.dtype)
+    L, n_out = cfg.kernel_size, x.shape[-1] - cfg.kernel_size + 1
+    with single_threaded():
+        signal = x[:, 0].to(dtype).contiguous()
+        filters, folded = _filters(low_hz_, band_hz_, cfg, dtype)
+        w = bin_weights(grad_out.to(dtype), n_out).contiguous()
+        c, c3, c4, dgamma, dbeta = bn_backward_coefficients(
+            w, bin_stats, weight.detach(), mean, var, cfg.eps, x.shape[0] * n_out, cfg.training)
+        scaled = (c[:, None] * filters[:, : L // 2 + 1]).to(dtype).contiguous()
+    corr = torch.empty(filters.shape[0], L // 2 + 1, dtype=torch.float64)
+    grad_x = torch.empty_like(signal)
+    ops.filterbank_backward(w, signal, scaled, mask_bits.contiguous(), corr, grad_x)
+    with single_threaded():
+        grad_folded = c[:, None] * corr
+        if cfg.training:
+            grad_folded, grad_x = _statistics_gradient(ops, signal, filters, folded, grad_folded,
+                                                       grad_x, c3, c4)
+        grad_low, grad_band = cutoff_parameter_grads(
+            unfold_gradient(grad_folded), low_hz_, band_hz_, L, cfg.sample_rate, cfg.min_low_hz,
+            cfg.min_band_hz)
+    return (grad_x[:, None].to(x.dtype), grad_low, grad_band, dgamma.to(weight.dtype),
+            dbeta.to(bias.dtype))
+
+
+register_backend(Backend(
+    name="cpu", forward=cpu_forward, backward=cpu_backward, devices=("cpu",),
+    available=_build.load_cpu_extension, auto_priority=auto_priority_cpu_direct,
+    summary="C++ folded direct product with fused epilogue and hand-written backward (CPU; "
+            "float32/float64, no full-resolution tensors)"))

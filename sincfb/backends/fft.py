@@ -1,0 +1,319 @@
+"""The 'fft' backend: FFT convolution for long filters (CPU and CUDA).
+
+Forward: one ``rfft`` per clip; per chunk of filters, the filter spectra (``rfft`` of the taps),
+one product and one ``irfft`` give the chunk's valid outputs (B, k, N_out), and the chunk goes
+through the same epilogue as the other backends (statistics, BatchNorm, ReLU, pooling, mask bits,
+per-bin sums). Backward, per chunk: ``dy = c dz + c3 - c4 y`` (``y`` recomputed by FFT in training
+mode), one ``rfft`` of ``dy``, and both heavy products in the frequency domain: the filter
+gradient ``irfft(sum_b conj(DY) X)`` and the input gradient ``irfft(sum_k DY G)``. The work per
+filter is O(N log N) whatever the filter length; memory is bounded by the chunk size, never
+(B, K, N) for all K at once.
+
+Two implementations of those steps: plain tensor ops chunked over filters (CUDA, and the CPU
+without the C++ extension; :data:`CHUNK_ELEMENTS` bounds a chunk), and on the CPU the C++ kernels
+of ``sincfb/csrc/fft_filters.cpp`` (the same steps per group of filters, scheduled dynamically
+over threads, see :data:`USE_CPP_KERNELS`).
+
+It also hosts the spectral helpers of the 'cpu' backend (autocorrelations and Toeplitz products
+by FFT) and the measured crossover that decides between the two on the CPU for ``backend='auto'``.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+
+from ..algebra import bin_weights, bn_backward_coefficients
+from ..filters import cutoff_parameter_grads, sinc_filters
+from ..pooling import bin_bounds, pack_mask, packed_mask_width, spread_bins, unpack_mask
+from . import Backend, FilterbankConfig, register_backend
+
+__all__ = ["fft_forward", "fft_backward", "fast_fft_length", "autocorrelation_sums",
+           "filter_autocorrelation", "toeplitz_product", "convolve_same_length",
+           "chunk_filters", "CPU_CROSSOVER_LENGTH", "CHUNK_ELEMENTS",
+           "auto_priority_cpu_direct", "auto_priority_fft", "single_threaded"]
+
+# Filter length from which FFT convolution beats the C++ direct product on the CPU, training-mode
+# forward+backward, B=4, N=48000, K=160 (bench/crossover.py; BENCHMARKS.md has the table).
+CPU_CROSSOVER_LENGTH = 601
+# Elements of one (B, k, n_fft) real tensor per chunk of filters: bounds the backend's memory.
+CHUNK_ELEMENTS = 1 << 21
+
+
+def auto_priority_cpu_direct(device_type: str, kernel_size: int):
+    """'cpu' backend: first choice on the CPU below the crossover, second above it."""
+    if device_type != "cpu":
+        return None
+    return 20.0 if kernel_size < CPU_CROSSOVER_LENGTH else 30.0
+
+
+def auto_priority_fft(device_type: str, kernel_size: int):
+    """'fft' backend: first choice on the CPU from the crossover on; on CUDA after 'triton' (about
+    10) and before 'reference' (100)."""
+    if device_type == "cpu":
+        return 10.0 if kernel_size >= CPU_CROSSOVER_LENGTH else None
+    if device_type == "cuda":
+        return 50.0
+    return None
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """Run the enclosed torch operations on the calling thread only (restored on exit).
+
+    The backends' bookkeeping (filter taps and their derivatives, BatchNorm coefficients, K x L
+    and B x N float64 terms) is dozens of small operations. Each one that torch runs in parallel
+    opens an OpenMP region that waits for every thread; when another process holds one of the
+    cores that wait is a scheduler time slice, and on a busy 2-core machine it made these few
+    milliseconds of work take hundreds. The heavy kernels run outside this context, in parallel.
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def fast_fft_length(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n: FFT libraries are fastest on such lengths."""
+    best = 1 << max(n - 1, 0).bit_length()
+    power5 = 1
+    while power5 < best:
+        power35 = power5
+        while power35 < best:
+            candidate = power35
+            while candidate < n:
+                candidate *= 2
+            best = min(best, candidate)
+            power35 *= 3
+        power5 *= 5
+    return best
+
+
+def autocorrelation_sums(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """``r[d] = sum_b sum_i x[b, i] x[b, i + d]`` for d = 0..L-1 over the whole clip, float64 (L,),
+    by one FFT (the transform is long enough that no lag wraps around). x: (B, N)."""
+    n = fast_fft_length(x.shape[-1] + kernel_size - 1)
+    spectrum = torch.fft.rfft(x.double(), n=n)
+    power = (spectrum.real.square() + spectrum.imag.square()).sum(0)
+    return torch.fft.irfft(power, n=n)[:kernel_size]
+
+
+def filter_autocorrelation(filters: torch.Tensor) -> torch.Tensor:
+    """``ac[k, d] = sum_j g_k[j] g_k[j + d]`` for d = 0..L-1, float64 (K, L), by FFT."""
+    L = filters.shape[-1]
+    n = fast_fft_length(2 * L - 1)
+    spectrum = torch.fft.rfft(filters.double(), n=n)
+    return torch.fft.irfft(spectrum.real.square() + spectrum.imag.square(), n=n)[:, :L]
+
+
+def toeplitz_product(filters: torch.Tensor, lags: torch.Tensor) -> torch.Tensor:
+    """``out[k, l] = sum_m g_k[m] r[|l - m|]``: the (L x L) symmetric Toeplitz matrix of ``r``
+    times each filter, as one FFT convolution, float64 (K, L)."""
+    L = filters.shape[-1]
+    two_sided = torch.cat([lags.flip(0)[:-1], lags]).double()          # r[|d|], d = -(L-1)..L-1
+    n = fast_fft_length(3 * L - 2)
+    product = torch.fft.rfft(filters.double(), n=n) * torch.fft.rfft(two_sided, n=n)
+    return torch.fft.irfft(product, n=n)[:, L - 1: 2 * L - 1]
+
+
+def convolve_same_length(x: torch.Tensor, centred: torch.Tensor) -> torch.Tensor:
+    """``out[b, i] = sum_e h[e] x[b, i + e - (L-1)]`` (x zero outside its range) for an odd-length
+    ``h`` of 2L-1 taps centred on e = L-1: a correlation with the same length as x, by FFT."""
+    taps = centred.shape[-1]
+    half = taps // 2
+    n = fast_fft_length(x.shape[-1] + taps - 1)
+    product = torch.fft.rfft(x, n=n) * torch.fft.rfft(centred.flip(0).to(x.dtype), n=n)
+    return torch.fft.irfft(product, n=n)[:, half: half + x.shape[-1]]
+
+
+def chunk_filters(batch: int, n_fft: int, filters: int) -> int:
+    """Filters per chunk so one (B, k, n_fft) tensor holds at most :data:`CHUNK_ELEMENTS`."""
+    return max(1, min(filters, CHUNK_ELEMENTS // max(batch * n_fft, 1)))
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+# On the CPU, when the C++ extension loads, the per-filter work runs in C++ (fft_filters.cpp): one
+# work item per filter, handed out dynamically, its FFTs on the worker's thread. The tensor-op
+# path below (what CUDA runs) issues a few hundred short parallel operations per pass, and each
+# waits for every thread: 20x slower on a 2-core machine where another process holds a core.
+# Tests switch this off to check the tensor-op path on the CPU.
+USE_CPP_KERNELS = True
+
+
+def _cpu_kernels(device: torch.device):
+    """``torch.ops.sincfb_cpu`` for CPU tensors when the C++ kernels load, else None."""
+    from .. import _build
+    if device.type == "cpu" and USE_CPP_KERNELS and _build.load_cpu_extension():
+        return torch.ops.sincfb_cpu
+    return None
+
+
+class _Setup:
+    """What forward and backward share: the signal, its spectrum, the taps, sizes and chunks."""
+
+    def __init__(self, x, low_hz_, band_hz_, cfg: FilterbankConfig):
+        self.dtype = _compute_dtype(x.dtype)
+        self.signal = x[:, 0].to(self.dtype)
+        self.batch, self.n = self.signal.shape
+        self.L = cfg.kernel_size
+        self.n_out = self.n - self.L + 1
+        self.n_fft = fast_fft_length(self.n)   # >= N: the valid outputs never wrap around
+        with single_threaded():
+            self.spectrum = torch.fft.rfft(self.signal, n=self.n_fft)
+            self.filters = sinc_filters(low_hz_, band_hz_, self.L, cfg.sample_rate,
+                                        cfg.min_low_hz, cfg.min_band_hz,
+                                        dtype=torch.float64).detach()
+        self.K = self.filters.shape[0]
+        step = chunk_filters(self.batch, self.n_fft, self.K)
+        self.chunks = [(k0, min(k0 + step, self.K)) for k0 in range(0, self.K, step)]
+
+    def filter_spectra(self, k0: int, k1: int) -> torch.Tensor:
+        """rfft of the zero-padded taps of filters [k0, k1): (k, n_fft/2 + 1)."""
+        return torch.fft.rfft(self.filters[k0:k1].to(self.dtype), n=self.n_fft)
+
+    def outputs(self, spectra: torch.Tensor) -> torch.Tensor:
+        """Valid products y (B, k, N_out): the full convolution's samples L-1..N-1 (g is
+        symmetric, so convolution and correlation agree)."""
+        full = torch.fft.irfft(self.spectrum[:, None] * spectra[None], n=self.n_fft)
+        return full[..., self.L - 1: self.n]
+
+
+def _bin_sums(values: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+    """Sum over each pooling bin with the native adaptive pooling kernel (mean times size)."""
+    return F.adaptive_avg_pool1d(values, sizes.shape[0]) * sizes
+
+
+def _batch_statistics(y: torch.Tensor):
+    """Mean and biased variance over (batch, positions) of y (B, k, N_out), float64 (k,): two
+    passes of last-dimension sums (``var_mean`` over (0, 2) is ~50x slower on the CPU). Rows are
+    summed in y's dtype (torch sums floats pairwise) and the B row sums in float64."""
+    count = y.shape[0] * y.shape[-1]
+    mean = y.sum(-1).double().sum(0) / count
+    centred = y - mean.to(y.dtype)[:, None]
+    return mean, centred.square_().sum(-1).double().sum(0) / count
+
+
+def _epilogue(y, mean, var, gamma, beta, eps, sizes):
+    """BatchNorm, ReLU, pooling, per-bin (count, sum of zhat) and the mask of one chunk.
+
+    Float masks (``sign(relu(z))``) instead of boolean ``where``: the same values, several times
+    faster on the CPU."""
+    rstd = torch.rsqrt(var.to(y.dtype) + eps)[:, None]
+    zhat = torch.addcmul(-mean.to(y.dtype)[:, None] * rstd, y, rstd)
+    active = torch.addcmul(beta[:, None], zhat, gamma[:, None]).relu_()
+    positive = torch.sign(active)
+    pooled = _bin_sums(active, sizes) / sizes
+    counts = _bin_sums(positive, sizes).round_()
+    normalised = _bin_sums(zhat.mul_(positive), sizes)
+    return pooled, counts, normalised, pack_mask(positive > 0)
+
+
+def _given_statistics(running_mean, running_var, K, dtype, training):
+    """The statistics given to the C++ forward: ignored in training (it computes them)."""
+    if training:
+        return torch.zeros(K, dtype=dtype), torch.ones(K, dtype=dtype)
+    return running_mean, running_var
+
+
+def _cpu_forward(ops, s: _Setup, weight, bias, running_mean, running_var, cfg: FilterbankConfig):
+    """The C++ kernels, a group of filters per work item (CPU)."""
+    mean_in, var_in = _given_statistics(running_mean, running_var, s.K, weight.dtype,
+                                         cfg.training)
+    out, mask_bits, bin_stats, mean, var = ops.fft_filterbank_forward(
+        s.spectrum, s.filters.to(s.dtype), s.n, s.n_fft, mean_in, var_in, weight.detach(),
+        bias.detach(), cfg.eps, cfg.pool_bins, cfg.training)
+    if cfg.training:
+        return out, mean.to(weight.dtype), var.to(weight.dtype), mask_bits, bin_stats
+    return out, running_mean.clone(), running_var.clone(), mask_bits, bin_stats
+
+
+def _chunked_forward(s: _Setup, weight, bias, running_mean, running_var, cfg: FilterbankConfig):
+    """Tensor ops, chunk by chunk of filters (CUDA, and the CPU without the C++ extension)."""
+    P = cfg.pool_bins
+    starts, ends = bin_bounds(s.n_out, P, s.signal.device)
+    sizes = (ends - starts).to(s.dtype)
+    out = s.signal.new_empty(s.batch, s.K, P)
+    mask_bits = s.signal.new_empty(s.batch, s.K, packed_mask_width(s.n_out), dtype=torch.uint8)
+    bin_stats = s.signal.new_empty(2, s.batch, s.K, P)
+    mean = weight.new_empty(s.K) if cfg.training else running_mean.clone()
+    var = weight.new_empty(s.K) if cfg.training else running_var.clone()
+    gamma, beta = weight.detach().to(s.dtype), bias.detach().to(s.dtype)
+    for k0, k1 in s.chunks:
+        y = s.outputs(s.filter_spectra(k0, k1))
+        if cfg.training:
+            mean[k0:k1], var[k0:k1] = _batch_statistics(y)
+        (out[:, k0:k1], bin_stats[0, :, k0:k1], bin_stats[1, :, k0:k1],
+         mask_bits[:, k0:k1]) = _epilogue(y, mean[k0:k1], var[k0:k1], gamma[k0:k1], beta[k0:k1],
+                                          cfg.eps, sizes)
+    return out, mean, var, mask_bits, bin_stats
+
+
+def fft_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var,
+                cfg: FilterbankConfig):
+    """Forward of the fused op by FFT convolution; see ``sincfb.backends`` for the contract."""
+    s = _Setup(x, low_hz_, band_hz_, cfg)
+    ops = _cpu_kernels(x.device)
+    forward = (lambda *a: _cpu_forward(ops, *a)) if ops else _chunked_forward
+    out, mean, var, mask_bits, bin_stats = forward(s, weight, bias, running_mean, running_var,
+                                                   cfg)
+    return (out.to(x.dtype), mean, var, mask_bits,
+            bin_stats.to(torch.promote_types(x.dtype, torch.float32)))
+
+
+def _chunked_backward(s: _Setup, w, mask_bits, coefficients, training):
+    """Both heavy products by FFT with tensor ops, chunk by chunk: (grad_filters, grad_x)."""
+    c, c3, c4 = (v.to(s.dtype)[:, None] for v in coefficients)
+    grad_filters = torch.empty(s.K, s.L, dtype=s.dtype, device=w.device)
+    grad_spectrum = torch.zeros_like(s.spectrum)
+    for k0, k1 in s.chunks:
+        spectra = s.filter_spectra(k0, k1)
+        # dz = mask * (bin weights spread over their bins): a multiply is faster than a select
+        dy = spread_bins(w[:, k0:k1], s.n_out).mul_(unpack_mask(mask_bits[:, k0:k1], s.n_out))
+        dy.mul_(c[k0:k1])
+        if training:   # the batch statistics depend on y: dy = c dz + c3 - c4 y
+            dy.addcmul_(s.outputs(spectra), -c4[k0:k1]).add_(c3[k0:k1])
+        dy_spectrum = torch.fft.rfft(dy, n=s.n_fft)
+        del dy
+        correlation = (dy_spectrum.conj() * s.spectrum[:, None]).sum(0)
+        grad_filters[k0:k1] = torch.fft.irfft(correlation, n=s.n_fft)[:, : s.L]
+        grad_spectrum += (dy_spectrum * spectra[None]).sum(1)
+    return grad_filters, torch.fft.irfft(grad_spectrum, n=s.n_fft)[:, : s.n]
+
+
+def fft_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mask_bits, bin_stats,
+                 cfg: FilterbankConfig):
+    """Gradients of (x, low_hz_, band_hz_, weight, bias), both heavy products by FFT."""
+    s = _Setup(x, low_hz_, band_hz_, cfg)
+    with single_threaded():
+        w = bin_weights(grad_out.to(s.dtype), s.n_out)
+        c, c3, c4, dgamma, dbeta = bn_backward_coefficients(
+            w, bin_stats, weight.detach(), mean, var, cfg.eps, s.batch * s.n_out, cfg.training)
+    ops = _cpu_kernels(x.device)
+    if ops:
+        grad_filters, grad_x = ops.fft_filterbank_backward(
+            s.spectrum, s.filters.to(s.dtype), s.n, s.n_fft, w, mask_bits, c, c3, c4,
+            cfg.training)
+    else:
+        grad_filters, grad_x = _chunked_backward(s, w, mask_bits, (c, c3, c4), cfg.training)
+    with single_threaded():
+        grad_low, grad_band = cutoff_parameter_grads(
+            grad_filters, low_hz_, band_hz_, s.L, cfg.sample_rate, cfg.min_low_hz,
+            cfg.min_band_hz)
+    return (grad_x[:, None].to(x.dtype), grad_low, grad_band, dgamma.to(weight.dtype),
+            dbeta.to(bias.dtype))
+
+
+register_backend(Backend(
+    name="fft", forward=fft_forward, backward=fft_backward, devices=("cpu", "cuda"),
+    auto_priority=auto_priority_fft,
+    summary="FFT convolution chunked over filters (torch.fft; CPU and CUDA); cost per filter "
+            "independent of the filter length"))
