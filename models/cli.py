@@ -1,4 +1,4 @@
-"""``mssincresnet``: train, evaluate and demo the genre classifiers from the command line."""
+"""``mssincresnet``: train, evaluate, demo, predict with and plot the genre classifiers."""
 from __future__ import annotations
 
 import argparse
@@ -53,7 +53,7 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``mssincresnet`` argument parser (sub-commands train, evaluate, demo)."""
+    """The ``mssincresnet`` argument parser (sub-commands train, evaluate, demo, predict, plot)."""
     parser = argparse.ArgumentParser(prog="mssincresnet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--backend", default=None, help="sincfb backend (default auto)")
     demo.add_argument("--cache-dir")
     demo.add_argument("--no-progress", action="store_true")
+    from .plots import add_plot_parser
+    from .predict import add_predict_parser
+    add_predict_parser(commands)
+    add_plot_parser(commands)
     return parser
 
 
@@ -160,6 +164,7 @@ def command_train(args) -> int:
                       skipped_files=corpus.failures)
         atomic_write_text(fold_dir / "report.json", json.dumps(report, indent=1))
         _write_confusion_figure(report, fold_dir)
+        _write_run_figures(fold_dir)
         reports.append(report)
         if "test" in report:
             print(f"fold {fold}: test song accuracy {report['test']['song_accuracy']:.4f}, "
@@ -190,6 +195,16 @@ def _write_confusion_figure(report, folder) -> None:
         return
     if "test" in report:
         plot_confusion(report["test"], Path(folder) / "confusion.png")
+
+
+def _write_run_figures(folder) -> None:
+    """Training curves and learned filterbank of a run folder; a figure that fails is a warning,
+    never a failed run (the checkpoints and report are already on disk)."""
+    from .plots import write_run_figures
+    try:
+        write_run_figures(folder)
+    except Exception as error:   # noqa: BLE001 -- any plotting failure must not cost the run
+        print(f"mssincresnet: warning: figures for {folder} not drawn: {error}", file=sys.stderr)
 
 
 def command_evaluate(args) -> int:
@@ -256,6 +271,7 @@ def command_demo(args) -> int:
     out = Path(args.out)
     atomic_write_text(out / "report.json", json.dumps(report, indent=1))
     _write_confusion_figure(report, out)
+    _write_run_figures(out)
     test = report["test"]
     print(f"held-out songs: song accuracy {test['song_accuracy']:.3f} (majority vote over clips), "
           f"clip accuracy {test['clip_accuracy']:.3f}; {report['wall_seconds']:.0f} s in all")
@@ -266,7 +282,10 @@ def command_demo(args) -> int:
 def main(argv=None) -> int:
     """Entry point of the ``mssincresnet`` command."""
     args = build_parser().parse_args(argv)
-    handlers = {"train": command_train, "evaluate": command_evaluate, "demo": command_demo}
+    from .plots import command_plot
+    from .predict import command_predict
+    handlers = {"train": command_train, "evaluate": command_evaluate, "demo": command_demo,
+                "predict": command_predict, "plot": command_plot}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

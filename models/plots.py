@@ -1,0 +1,438 @@
+"""Figures of a trained genre classifier, written as PNG files, and the ``mssincresnet plot`` command.
+
+- :func:`plot_filterbank`: every sinc bank's learned cut-offs against their mel initialisation, and
+  the filters' frequency responses;
+- :func:`plot_representation`: one clip's three learned 2D representations beside its log-Mel
+  spectrogram (the paper's Fig. 4);
+- :func:`plot_training_curves`: loss, accuracies and learning rate per epoch (the paper's Fig. 5);
+- :func:`plot_confusion`: the song-level confusion matrix of an evaluation;
+- :func:`write_run_figures`: curves.png and filterbank.png for a training run's folder.
+
+Figures are drawn on matplotlib ``Figure`` objects rendered by the Agg canvas directly, never
+through pyplot: no display is needed, nothing global (the user's pyplot backend, open figures)
+is touched, and every PNG has the fixed pixel size :func:`figure_pixels` gives.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+__all__ = ["plot_filterbank", "plot_representation", "plot_training_curves", "plot_confusion",
+           "write_run_figures", "figure_pixels", "add_plot_parser", "command_plot", "DPI"]
+
+DPI = 100
+#: Figure sizes in inches; every PNG is exactly (width * DPI, height * DPI) pixels.
+FIGURE_INCHES = {"filterbank": (15.0, 11.0), "representation": (14.0, 8.0),
+                 "curves": (15.0, 4.5), "confusion": (8.5, 7.5)}
+RESPONSE_FFT = 2048          # rfft length of the frequency responses: fs/2048 Hz resolution
+RESPONSE_FLOOR_DB = -60.0    # responses are drawn down to this level below each filter's peak
+REPRESENTATION_RANGE_DB = -40.0   # learned images are drawn over this range below their top
+
+
+def figure_pixels(kind: str) -> tuple[int, int]:
+    """(width, height) in pixels of the PNG written for figure ``kind``."""
+    width, height = FIGURE_INCHES[kind]
+    return int(round(width * DPI)), int(round(height * DPI))
+
+
+# ------------------------------------------------------------------------------ helpers
+def _new_figure(kind: str):
+    """A fixed-size figure with constrained layout (labels never overlap or get cut off)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=FIGURE_INCHES[kind], dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure, path) -> Path:
+    """Write ``figure`` as PNG through a temporary file and a rename (never a half-written PNG)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        figure.savefig(tmp, format="png", dpi=DPI)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _as_model(model_or_checkpoint):
+    """A model as given, or the one in a checkpoint file, loaded on the CPU with the sinc banks'
+    backend re-picked for it (the one recorded at training time may need a GPU)."""
+    if isinstance(model_or_checkpoint, torch.nn.Module):
+        return model_or_checkpoint
+    from .predict import load_classifier
+    return load_classifier(model_or_checkpoint, "cpu").model
+
+
+def _sinc_layers(model) -> list:
+    """``(display name, sincfb.SincConv)`` of every sinc layer, in module order."""
+    from sincfb import SincConv
+
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, SincConv)]
+    # A FusedSincFilterbank keeps its SincConv as submodule '0': show 'sincNet1', not 'sincNet1.0'.
+    return [(name.removesuffix(".0") or "sinc", layer) for name, layer in layers]
+
+
+def _to_mel(hz):
+    return 2595.0 * np.log10(1.0 + np.maximum(hz, 0.0) / 700.0)
+
+
+def _to_hz(mel):
+    return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
+
+
+def _mel_axis(axis, which: str = "y") -> None:
+    """Put a frequency axis on the mel scale (ticks stay in Hz): the mel initialisation becomes a
+    straight line and the narrow low-frequency filters get the room they need."""
+    setter = axis.set_yscale if which == "y" else axis.set_xscale
+    setter("function", functions=(_to_mel, _to_hz))
+    ticks = [100, 500, 1000, 2000, 4000, 8000, 16000]     # far enough apart on a mel axis
+    limit = axis.get_ylim() if which == "y" else axis.get_xlim()
+    shown = [t for t in ticks if limit[0] <= t <= limit[1]]
+    (axis.set_yticks if which == "y" else axis.set_xticks)(shown, [f"{t:g}" for t in shown])
+
+
+# ------------------------------------------------------------------------------ filterbank
+def _initial_cutoffs(layer) -> tuple[np.ndarray, np.ndarray]:
+    """The mel-initialised low and high cut-offs (Hz) of a sinc layer's configuration."""
+    from sincfb.filters import cutoff_frequencies, mel_init
+
+    low_, band_ = mel_init(layer.out_channels, layer.sample_rate, layer.min_low_hz,
+                           layer.min_band_hz, dtype=torch.float64)
+    low, high = cutoff_frequencies(low_, band_, layer.sample_rate, layer.min_low_hz,
+                                   layer.min_band_hz)
+    return low[:, 0].numpy(), high[:, 0].numpy()
+
+
+def _responses_db(layer) -> tuple[np.ndarray, np.ndarray]:
+    """``(frequencies in Hz, |rfft| of every filter in dB re. its own peak)``: (F,), (K, F)."""
+    with torch.no_grad():
+        taps = layer.filters(dtype=torch.float64)
+    magnitude = torch.fft.rfft(taps, n=max(RESPONSE_FFT, taps.shape[1])).abs().numpy()
+    db = 20 * np.log10(magnitude / magnitude.max(axis=1, keepdims=True) + 1e-12)
+    freqs = np.fft.rfftfreq(max(RESPONSE_FFT, taps.shape[1]), d=1.0 / layer.sample_rate)
+    return freqs, np.maximum(db, RESPONSE_FLOOR_DB)
+
+
+def _draw_cutoffs(axis, name: str, layer) -> None:
+    low, high = (t.numpy() for t in layer.cutoffs_hz())
+    init_low, init_high = _initial_cutoffs(layer)
+    k = np.arange(len(low))
+    axis.fill_between(k, low, high, color="tab:blue", alpha=0.35, linewidth=0, label="learned band")
+    axis.plot(k, low, color="tab:blue", linewidth=1.0)
+    axis.plot(k, high, color="tab:blue", linewidth=1.0)
+    axis.plot(k, init_low, "k--", linewidth=0.9, label="mel initialisation")
+    axis.plot(k, init_high, "k--", linewidth=0.9)
+    axis.set_ylim(max(20.0, min(low.min(), init_low.min()) * 0.8), layer.sample_rate / 2)
+    _mel_axis(axis, "y")
+    axis.set(title=f"{name}: {len(low)} filters of {layer.kernel_size} taps",
+             xlabel="filter index", ylabel="cut-off frequency (Hz, mel scale)")
+    axis.legend(loc="upper left", fontsize=9)
+
+
+def _draw_response_map(axis, freqs: np.ndarray, db: np.ndarray):
+    rows = np.arange(db.shape[0])           # cell centres (shading="nearest")
+    # pcolormesh, not imshow: an image cannot follow the mel-scaled frequency axis
+    mesh = axis.pcolormesh(freqs, rows, db, shading="nearest", cmap="magma",
+                           vmin=RESPONSE_FLOOR_DB, vmax=0, rasterized=True)
+    axis.set_xlim(max(20.0, freqs[1]), freqs[-1])
+    _mel_axis(axis, "x")
+    axis.set(title="frequency responses |rfft(taps)|", xlabel="frequency (Hz, mel scale)",
+             ylabel="filter index")
+    return mesh
+
+
+def _draw_response_curves(axis, freqs: np.ndarray, db: np.ndarray) -> None:
+    picks = np.unique(np.linspace(0, db.shape[0] - 1, 6).round().astype(int))
+    for k in picks:
+        axis.plot(freqs[1:], db[k, 1:], linewidth=1.0, label=f"filter {k}")
+    axis.set_xlim(max(20.0, freqs[1]), freqs[-1])
+    axis.set_ylim(RESPONSE_FLOOR_DB, 25)     # headroom above 0 dB holds the legend
+    _mel_axis(axis, "x")
+    axis.set(title="selected filters", xlabel="frequency (Hz, mel scale)",
+             ylabel="magnitude (dB re. peak)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, ncol=3, loc="upper center")
+
+
+def plot_filterbank(model_or_checkpoint, path) -> Path:
+    """Draw every sinc bank of a model (or a checkpoint path): learned cut-offs against the mel
+    initialisation (top), all filters' frequency responses in dB (middle), six of them as curves
+    (bottom). One column per bank. Returns the PNG path."""
+    layers = _sinc_layers(_as_model(model_or_checkpoint))
+    if not layers:
+        raise ValueError("this model has no sinc filterbank to draw")
+    figure = _new_figure("filterbank")
+    axes = figure.subplots(3, len(layers), squeeze=False)
+    for column, (name, layer) in enumerate(layers):
+        _draw_cutoffs(axes[0, column], name, layer)
+        freqs, db = _responses_db(layer)
+        mesh = _draw_response_map(axes[1, column], freqs, db)
+        _draw_response_curves(axes[2, column], freqs, db)
+    figure.colorbar(mesh, ax=axes[1, :].tolist(), label="dB re. each filter's peak", pad=0.01)
+    figure.suptitle("Learned sinc filterbanks", fontsize=14)
+    return _save(figure, path)
+
+
+# ------------------------------------------------------------------------------ representation
+def _waveform(model, audio) -> np.ndarray:
+    """A 1-D float32 waveform at the model's sample rate from a path or an array/tensor."""
+    if isinstance(audio, (str, Path)):
+        from .audio import load_audio
+        return load_audio(audio, int(model.sample_rate))
+    samples = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+    if samples.ndim != 1:
+        raise ValueError(f"a waveform must be 1-D (mono samples), got shape {samples.shape}")
+    return samples.astype(np.float32, copy=False)
+
+
+def _pick_clip(track: np.ndarray, clip_samples: int, offset: Optional[float],
+               sample_rate: float) -> tuple[np.ndarray, int]:
+    """One clip (zero-padded) and its start: at ``offset`` seconds, or the track's middle clip,
+    which is more typical of a song than its intro."""
+    latest = max(0, len(track) - clip_samples)
+    start = latest // 2 if offset is None else min(max(0, int(round(offset * sample_rate))), latest)
+    clip = np.zeros(clip_samples, dtype=np.float32)
+    piece = track[start:start + clip_samples]
+    clip[: len(piece)] = piece
+    return clip, start
+
+
+def _log_mel(clip: np.ndarray, sample_rate: float, frames: int) -> np.ndarray:
+    """128-band log-Mel spectrogram (dB, 80 dB range) with about ``frames`` frames."""
+    import torchaudio
+
+    hop = max(1, len(clip) // frames)      # the learned images' time resolution
+    # 2048-point frames: at 16 kHz the lowest of 128 Mel bands are narrower than 1024-point bins
+    mel = torchaudio.transforms.MelSpectrogram(int(sample_rate), n_fft=2048, hop_length=hop,
+                                               n_mels=128, f_min=0.0, f_max=sample_rate / 2)
+    power = mel(torch.from_numpy(clip))
+    return torchaudio.transforms.AmplitudeToDB("power", top_db=80)(power).numpy()
+
+
+@torch.no_grad()
+def _learned_images(model, clip: np.ndarray) -> np.ndarray:
+    """The model's learned representation of one clip as (channels, rows, columns)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()                 # running BatchNorm statistics, as at inference
+    try:
+        image = model.representation(torch.from_numpy(clip)[None].to(device))
+    finally:
+        model.train(was_training)
+    image = image[0].float().cpu().numpy()
+    return image if image.ndim == 3 else image[None]
+
+
+def _activation_db(image: np.ndarray) -> np.ndarray:
+    """Pooled ReLU amplitudes in dB below their 99.5th percentile, floored at
+    ``REPRESENTATION_RANGE_DB``. A log scale like the Mel panel's: on a linear one the few loudest
+    (narrow, low-frequency) filters wash out every other row."""
+    top = float(np.percentile(image, 99.5)) or float(image.max()) or 1.0
+    floor = top * 10 ** (REPRESENTATION_RANGE_DB / 20)
+    return np.minimum(20 * np.log10(np.maximum(image, floor) / top), 0.0)
+
+
+def _channel_names(model, count: int) -> list[str]:
+    layers = _sinc_layers(model)
+    if len(layers) == count:
+        return [f"{name} (L = {layer.kernel_size})" for name, layer in layers]
+    return [f"channel {i + 1}" for i in range(count)]
+
+
+def plot_representation(model, audio, path, offset: Optional[float] = None) -> Path:
+    """Draw one clip's log-Mel spectrogram beside the model's learned 2D representations (the
+    paper's Fig. 4).
+
+    Args:
+        model: an MS-SincResNet-like model (``representation``, ``sample_rate``, ``clip_samples``)
+            or a checkpoint path.
+        audio: an audio file path, or a 1-D waveform at the model's sample rate.
+        path: the PNG to write.
+        offset: start of the clip in seconds; default the middle clip of the track. A track
+            shorter than one clip is zero-padded.
+    """
+    model = _as_model(model)
+    rate = float(model.sample_rate)
+    clip, start = _pick_clip(_waveform(model, audio), model.clip_samples, offset, rate)
+    images = _learned_images(model, clip)
+    mel = _log_mel(clip, rate, images.shape[-1])
+    seconds = (start / rate, (start + len(clip)) / rate)
+    figure = _new_figure("representation")
+    axes = figure.subplots(2, 2, squeeze=False).ravel()
+    shown = axes[0].imshow(mel, origin="lower", aspect="auto", cmap="magma",
+                           extent=(*seconds, 0, mel.shape[0]))
+    axes[0].set(title="log-Mel spectrogram (128 bands)", ylabel="Mel band")
+    figure.colorbar(shown, ax=axes[0], label="dB")
+    for axis, image, name in zip(axes[1:], images, _channel_names(model, len(images))):
+        shown = axis.imshow(_activation_db(image), origin="lower", aspect="auto", cmap="magma",
+                            vmin=REPRESENTATION_RANGE_DB, vmax=0,
+                            extent=(*seconds, -0.5, image.shape[0] - 0.5))
+        axis.set(title=f"learned representation: {name}", ylabel="filter index")
+        figure.colorbar(shown, ax=axis, label="activation (dB re. top)")
+    for axis in axes[len(images) + 1:]:
+        axis.set_visible(False)
+    for axis in axes:
+        axis.set_xlabel("time (s)")
+    figure.suptitle(f"One {len(clip) / rate:g}-s clip and what the model sees", fontsize=14)
+    return _save(figure, path)
+
+
+# ------------------------------------------------------------------------------ curves
+def _read_log(log) -> list[dict]:
+    """Rows of a run's log.csv (``log`` may be the file or the run folder)."""
+    from .train import read_log_csv
+
+    log = Path(log)
+    if log.is_dir():
+        log = log / "log.csv"
+    if not log.is_file():
+        raise FileNotFoundError(f"{log}: no training log (log.csv) here")
+    rows = read_log_csv(log)
+    if not rows:
+        raise ValueError(f"{log}: the log has no epochs yet")
+    return rows
+
+
+def _series(rows: list[dict], key: str) -> Optional[np.ndarray]:
+    values = np.array([r.get(key, np.nan) for r in rows], dtype=np.float64)
+    return None if np.isnan(values).all() else values
+
+
+def plot_training_curves(log_csv_path, path) -> Path:
+    """Draw training loss, accuracies and the learning rate per epoch from a run's ``log.csv``
+    (or its folder), as the paper's Fig. 5. Returns the PNG path."""
+    from matplotlib.ticker import MaxNLocator
+
+    rows = _read_log(log_csv_path)
+    epochs = np.array([r["epoch"] for r in rows])
+    style = {"marker": "o", "markersize": 4} if len(rows) <= 40 else {}
+    figure = _new_figure("curves")
+    loss_ax, acc_ax, lr_ax = figure.subplots(1, 3)
+    loss_ax.plot(epochs, _series(rows, "train_loss"), color="tab:red", label="training", **style)
+    loss_ax.set(title="loss", ylabel="cross-entropy")
+    for key, label in (("train_clip_accuracy", "training (clips)"),
+                       ("valid_clip_accuracy", "validation (clips)"),
+                       ("valid_song_accuracy", "validation (songs, vote)")):
+        values = _series(rows, key)
+        if values is not None:
+            acc_ax.plot(epochs, values, label=label, **style)
+    acc_ax.set(title="accuracy", ylabel="accuracy", ylim=(0, 1.02))
+    lr_ax.plot(epochs, _series(rows, "lr"), color="tab:gray", drawstyle="steps-mid", **style)
+    lr_ax.set(title="learning rate", ylabel="learning rate", yscale="log")
+    for axis in (loss_ax, acc_ax, lr_ax):
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+    loss_ax.legend()
+    acc_ax.legend(loc="best")
+    return _save(figure, path)
+
+
+# ------------------------------------------------------------------------------ confusion
+def _confusion_scores(scores: dict) -> dict:
+    """The score dict holding 'confusion' (an evaluation's, or a training report's 'test')."""
+    if "confusion" in scores:
+        return scores
+    if isinstance(scores.get("test"), dict) and "confusion" in scores["test"]:
+        return scores["test"]
+    raise ValueError("no confusion matrix here: expected the scores of an evaluation "
+                     "(keys 'confusion', 'classes') or a training report with 'test'")
+
+
+def plot_confusion(scores_dict: dict, path) -> Path:
+    """Draw the confusion matrix (rows: true class, columns: predicted) with class names and song
+    counts; colours are row fractions, so classes of different sizes compare. Returns the path."""
+    scores = _confusion_scores(scores_dict)
+    counts = np.asarray(scores["confusion"], dtype=np.int64)
+    classes = list(scores.get("classes") or range(len(counts)))
+    fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    figure = _new_figure("confusion")
+    axis = figure.subplots()
+    shown = axis.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
+    size = max(6.0, min(12.0, 110.0 / len(classes)))   # counts stay legible up to ~20 classes
+    for (row, column), count in np.ndenumerate(counts):
+        axis.text(column, row, str(count), ha="center", va="center", fontsize=size,
+                  color="white" if fractions[row, column] > 0.55 else "black")
+    ticks = np.arange(len(classes))
+    axis.set_xticks(ticks, classes, rotation=45, ha="right", rotation_mode="anchor")
+    axis.set_yticks(ticks, classes)
+    axis.set(xlabel="predicted genre", ylabel="true genre")
+    title = "confusion matrix (songs)"
+    if "song_accuracy" in scores:
+        title += f": accuracy {scores['song_accuracy']:.3f} over {int(counts.sum())} songs"
+    axis.set_title(title)
+    figure.colorbar(shown, ax=axis, label="fraction of the true genre's songs", shrink=0.8)
+    return _save(figure, path)
+
+
+# ------------------------------------------------------------------------------ run folders
+def write_run_figures(run_dir, model=None) -> list[Path]:
+    """Write ``curves.png`` (from log.csv) and ``filterbank.png`` (of ``model``, default the
+    folder's best.pt, else last.pt) into a training run's folder; skip what the folder lacks (no
+    log yet, a model without sinc layers). Returns the paths written."""
+    run_dir = Path(run_dir)
+    written = []
+    if (run_dir / "log.csv").is_file():
+        written.append(plot_training_curves(run_dir / "log.csv", run_dir / "curves.png"))
+    if model is None:
+        saved = [run_dir / n for n in ("best.pt", "last.pt") if (run_dir / n).is_file()]
+        model = _as_model(saved[0]) if saved else None
+    if model is not None and _sinc_layers(model):
+        written.append(plot_filterbank(model, run_dir / "filterbank.png"))
+    return written
+
+
+# ------------------------------------------------------------------------------ command line
+def add_plot_parser(commands) -> None:
+    """Add ``plot filterbank|representation|curves|confusion`` to the ``mssincresnet`` commands."""
+    plot = commands.add_parser("plot", help="draw a figure as PNG",
+                               description="Draw a figure of a trained model or a run as PNG.")
+    kinds = plot.add_subparsers(dest="figure", required=True, metavar="FIGURE")
+    for name, text, needs in (
+            ("filterbank", "learned cut-offs vs mel initialisation, frequency responses",
+             ("checkpoint",)),
+            ("representation", "a clip's learned 2D representations beside its log-Mel "
+             "spectrogram (paper Fig. 4)", ("checkpoint", "audio")),
+            ("curves", "loss and accuracies per epoch (paper Fig. 5)", ("log",)),
+            ("confusion", "confusion matrix of an evaluation", ("report",))):
+        sub = kinds.add_parser(name, help=text, description=text)
+        if "checkpoint" in needs:
+            sub.add_argument("--checkpoint", required=True, help="a checkpoint written by training")
+        if "audio" in needs:
+            sub.add_argument("--audio", required=True, help="an audio file (any format and rate)")
+            sub.add_argument("--offset", type=float,
+                             help="clip start in seconds (default: the middle of the track)")
+        if "log" in needs:
+            sub.add_argument("--log", required=True, help="a run's log.csv, or the run folder")
+        if "report" in needs:
+            sub.add_argument("--report", required=True,
+                             help="report.json of train/demo or the JSON written by evaluate")
+        sub.add_argument("--out", default=f"{name}.png", help=f"PNG to write (default {name}.png)")
+
+
+def command_plot(args) -> int:
+    """Draw the requested figure; a missing or unusable input raises (``main`` exits with 2)."""
+    if args.figure == "filterbank":
+        out = plot_filterbank(args.checkpoint, args.out)
+    elif args.figure == "representation":
+        out = plot_representation(args.checkpoint, args.audio, args.out, args.offset)
+    elif args.figure == "curves":
+        out = plot_training_curves(args.log, args.out)
+    else:
+        report = Path(args.report)
+        if not report.is_file():
+            raise FileNotFoundError(f"{report}: no such report")
+        out = plot_confusion(json.loads(report.read_text()), args.out)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0

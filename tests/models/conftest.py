@@ -1,0 +1,36 @@
+"""Fixtures shared by the model tests: one tiny trained run for predict and the figures."""
+from __future__ import annotations
+
+import pytest
+
+
+def tiny_train_config(**overrides):
+    """The compact MS-SincResNet on the reference backend, one short epoch on the CPU."""
+    from models import compact_config
+    from models.train import TrainConfig
+
+    kwargs = compact_config("mssincresnet")
+    sample_rate, clip = kwargs.pop("sample_rate"), kwargs.pop("clip_samples")
+    kwargs["backend"] = "reference"
+    values = dict(model="mssincresnet", model_kwargs=kwargs, sample_rate=sample_rate,
+                  clip_seconds=clip / sample_rate, hop_seconds=0.25, epochs=1, batch_size=4,
+                  clips_per_song=2, lr=0.01, warmup_epochs=0, device="cpu", seed=3)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A run folder (best.pt, last.pt, log.csv ...) of one epoch on a tiny synthetic corpus.
+
+    Session-scoped: training takes a few seconds, and the predict and plot tests only read it.
+    """
+    from models.data import load_corpus, make_splits, synthetic_tracklist
+    from models.train import Trainer
+
+    tracks = synthetic_tracklist(songs_per_genre=3, seconds=1.0, seed=1)
+    corpus = load_corpus(tracks, 16000, tmp_path_factory.mktemp("cache"), progress=False)
+    splits = make_splits(tracks, "cv", 0, 3)
+    out = tmp_path_factory.mktemp("run")
+    Trainer(tiny_train_config(), corpus, splits, out, progress=False, log=lambda *_: None).fit()
+    return out
