@@ -287,6 +287,9 @@ def collect_meta(args, size: ModelSize, argv: list[str]) -> dict:
         "threads": args.threads, "cpu_count": os.cpu_count(),
         # Other processes distort CPU timings; the load average says whether they ran.
         "loadavg_start": list(os.getloadavg()),
+        # On a shared machine OpenMP's default spin-waiting makes 2-thread runs erratic;
+        # OMP_WAIT_POLICY=PASSIVE (set before Python starts) avoids it. Record what was in force.
+        "environment": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")},
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "torchvision": harness.package_version("torchvision"),
                      "triton": harness.package_version("triton"), "sincfb": sincfb.__version__},
@@ -335,6 +338,11 @@ def _commit(meta: dict) -> str:
     return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
 
 
+def _environment(meta: dict) -> str:
+    settings = {k: v for k, v in meta.get("environment", {}).items() if v}
+    return ", ".join(f"{k}={v}" for k, v in settings.items()) or "no OMP_* settings"
+
+
 def _load(loadavg) -> str:
     return f"{loadavg[0]:.2f}" if loadavg else "?"
 
@@ -345,7 +353,8 @@ def render_markdown(results: dict) -> str:
     size = meta.get("size", {})
     start, end = (_load(meta.get(key)) for key in ("loadavg_start", "loadavg_end"))
     header = (f"**{meta.get('device', '?')}** ({meta.get('cpu_count')} CPUs, torch threads "
-              f"{meta.get('threads')}, 1-min load average {start} at start, {end} at end) · "
+              f"{meta.get('threads')}, 1-min load average {start} at start, {end} at end, "
+              f"{_environment(meta)}) · "
               f"size {size.get('name')} "
               f"(clip {size.get('clip_samples')} samples, K={size.get('filters')}, "
               f"L={size.get('lengths')}, P={size.get('bins')}) · torch "
