@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m bench --size small
+	$(PY) -m models demo --out runs/demo
 
 test: install
 	$(PY) -m pytest -q
