@@ -12,12 +12,14 @@ Environment: ``SINCFB_CACHE_DIR`` overrides the cache directory (default
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
 import sys
 import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -106,10 +108,29 @@ def _compile_variant(extra_flags: list[str]) -> None:
     name = extension_name(tuple(extra_flags))
     build_directory = cache_dir() / f"torch-{torch.__version__}" / name
     build_directory.mkdir(parents=True, exist_ok=True)
-    cpp_extension.load(name=name, sources=[str(SOURCE_DIR / s) for s in SOURCES],
-                       extra_cflags=compiler_flags() + extra_flags, extra_ldflags=["-fopenmp"],
-                       build_directory=str(build_directory), is_python_module=False,
-                       verbose=bool(os.environ.get("SINCFB_VERBOSE_BUILD")))
+    with _exclusive_build(build_directory):
+        cpp_extension.load(name=name, sources=[str(SOURCE_DIR / s) for s in SOURCES],
+                           extra_cflags=compiler_flags() + extra_flags, extra_ldflags=["-fopenmp"],
+                           build_directory=str(build_directory), is_python_module=False,
+                           verbose=bool(os.environ.get("SINCFB_VERBOSE_BUILD")))
+
+
+@contextmanager
+def _exclusive_build(build_directory: Path):
+    """One build per folder across processes, immune to killed builders.
+
+    torch's own builder marks a folder busy with a plain ``lock`` file and waits for it to vanish,
+    so a build killed by Ctrl-C leaves every later process waiting forever. An ``flock`` is
+    released by the kernel when its holder dies: whoever holds ours knows any ``lock`` file left in
+    the folder is stale, and removes it.
+    """
+    with open(build_directory / "sincfb.flock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            (build_directory / "lock").unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _compile() -> None:
