@@ -141,17 +141,23 @@ def atomic_torch_save(obj, path) -> None:
 
 
 @contextmanager
-def _sigint_deferred():
-    """Hold Ctrl-C while a checkpoint is being written, so a second press cannot corrupt it."""
+def _sigint_handler(handler):
+    """Route Ctrl-C to ``handler`` inside the block, then restore the previous handler. Outside
+    the main thread signals cannot be handled, and the block runs unchanged."""
     try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:             # not the main thread: nothing to defer
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:
         yield
         return
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _sigint_deferred():
+    """Hold Ctrl-C while a checkpoint is being written, so a second press cannot corrupt it."""
+    return _sigint_handler(signal.SIG_IGN)
 
 
 def build_from_config(name: str, num_classes: int, model_kwargs: dict, sample_rate: int,
@@ -331,7 +337,6 @@ class Trainer:
                 raise KeyboardInterrupt from None
         return self.history
 
-    @contextmanager
     def _stop_on_sigint(self):
         self._stop_requested = False
 
@@ -341,15 +346,7 @@ class Trainer:
             self._stop_requested = True
             self.log("\nCtrl-C: stopping after this step (press again to abort without saving)")
 
-        try:
-            previous = signal.signal(signal.SIGINT, request_stop)
-        except ValueError:                     # not the main thread: leave signals alone
-            yield
-            return
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        return _sigint_handler(request_stop)
 
     def _train_epoch(self) -> None:
         config = self.config
