@@ -2,6 +2,7 @@
 composite (DESIGN.md §4), each C++ stage against the plain-PyTorch algebra of DESIGN.md §3,
 poisoned output buffers, int64 offsets, opcheck, and the fallback when the build fails."""
 import warnings
+import zlib
 
 import pytest
 import torch
@@ -30,6 +31,14 @@ TILED_SHAPES = [
 ]
 
 
+def fixed_seed(*parts) -> int:
+    """A seed per test case, the same in every run. Float32 checks use it: a ReLU mask decision
+    within float32 rounding of z = 0 flips against the float64 composite about once in a thousand
+    fresh draws (the float32 reference backend fails as often), so fresh inputs would make them
+    flaky; the float64 checks keep fresh random inputs."""
+    return zlib.crc32(repr(parts).encode()) % 2**31
+
+
 def ops():
     return torch.ops.sincfb_cpu
 
@@ -54,7 +63,8 @@ def test_float64_matches_composite(shape, training):
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("shape", SHAPES + TILED_SHAPES[:1], ids=str)
 def test_float32_within_ieee_tolerance(shape, training):
-    check_against_composite("cpu", shape, training, torch.float32, tol=1e-5)
+    check_against_composite("cpu", shape, training, torch.float32, tol=1e-5,
+                            seed=fixed_seed(str(shape), training))
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -241,15 +251,15 @@ def test_offsets_beyond_int32():
     bin_stats = torch.empty(2, B, K, P)
     ops().filterbank_forward(x, folded(g), zeros, ones, ones, zeros, out, mask_bits, bin_stats)
     y = F.conv1d(x[:, None].double(), g[-1:, None].double())[:, 0]
-    assert torch.equal(unpack_mask(mask_bits[:, -1], n_out)[:, -4096:], (y > 0)[:, -4096:])
+    mask = unpack_mask(mask_bits[:, -1], n_out)
+    assert (mask[:, -4096:] == (y > 0)[:, -4096:]).double().mean() > 0.999   # float32 y
     assert relative_error(out[:, -1], F.adaptive_avg_pool1d(F.relu(y)[:, None], P)[:, 0]) < 1e-5
-    assert relative_error(bin_stats[0, :, -1], bin_sums(y > 0, P)) < 1e-6
+    assert torch.equal(bin_stats[0, :, -1].double(), bin_sums(mask, P))
     w = torch.randn(B, K, P)
     scaled = torch.zeros_like(folded(g))
     scaled[-1] = folded(g)[-1]
     corr, grad_x = torch.empty(K, L // 2 + 1, dtype=torch.float64), torch.empty(B, N)
     ops().filterbank_backward(w, x, scaled, mask_bits, corr, grad_x)
-    mask = unpack_mask(mask_bits[:, -1], n_out)
     dz = torch.where(mask, spread_bins(w[:, -1].double(), n_out), 0)
     want_corr = torch.nn.grad.conv1d_weight(x[:, None].double(), (1, 1, L), dz[:, None])[0, 0]
     want_dx = F.conv_transpose1d(dz[:, None], g[-1:, None].double())[:, 0]

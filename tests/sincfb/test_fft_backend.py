@@ -11,6 +11,7 @@ from sincfb.backends import fft as fft_backend
 from sincfb.backends import resolve_backend
 from tests.oracles import authors_bank, randomise_bank
 from tests.sincfb.conformance import SHAPES, Shape, check_against_composite, relative_error
+from tests.sincfb.test_cpu_backend import fixed_seed
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -24,7 +25,8 @@ def test_float64_matches_composite(shape, training):
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_float32_within_ieee_tolerance(shape, training):
-    check_against_composite("fft", shape, training, torch.float32, tol=1e-5)
+    check_against_composite("fft", shape, training, torch.float32, tol=1e-5,
+                            seed=fixed_seed(str(shape), training))
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
@@ -33,7 +35,8 @@ def test_plain_torch_path_matches_composite(monkeypatch, shape, training):
     """The tensor-op path, chunked over filters (what CUDA runs), not the C++ kernels."""
     monkeypatch.setattr(fft_backend, "USE_CPP_KERNELS", False)
     check_against_composite("fft", shape, training, torch.float64, tol=1e-9, steps=1)
-    check_against_composite("fft", shape, training, torch.float32, tol=1e-5, steps=1)
+    check_against_composite("fft", shape, training, torch.float32, tol=1e-5, steps=1,
+                            seed=fixed_seed(str(shape), training))
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -164,6 +167,17 @@ def test_auto_ranking():
     assert 10 < fft_backend.auto_priority_fft("cuda", 251) < 100   # after triton, before reference
     assert fft_backend.auto_priority_cpu_direct("cuda", 251) is None
     assert resolve_backend("auto", "cpu", 8001) == "fft"
+
+
+def test_crossover_is_where_fft_wins_from_then_on():
+    from bench.crossover import crossover_length
+    times = {251: (1.0, 2.0), 501: (2.0, 1.9), 751: (3.0, 3.5), 1001: (4.0, 2.0), 2001: (8, 2)}
+    rows = [{"length": L, "backend": b, "median_s": t}
+            for L, pair in times.items() for b, t in zip(("cpu", "fft"), pair)]
+    result = crossover_length(rows)
+    assert result["first_measured_length"] == 1001      # 501 wins, but 751 loses again
+    assert 751 < result["interpolated_length"] <= 1001
+    assert crossover_length([r for r in rows if r["length"] == 251]) is None
 
 
 def test_auto_runs_fft_for_long_filters_and_says_so():
