@@ -36,8 +36,8 @@ __all__ = ["fft_forward", "fft_backward", "fast_fft_length", "autocorrelation_su
 
 # Filter length from which FFT convolution beats the C++ direct product on the CPU: training-mode
 # forward+backward, B=4, N=48000, K=160, on a 2-core AMD EPYC (AVX-512), measured by
-# bench/crossover.py (bench/results/crossover-cpu-*.json): equal times near L=560 with 2 threads on
-# an idle machine, near 470 with 1 thread; 'fft' is faster at every measured L >= 601.
+# bench/crossover.py (bench/results/crossover-cpu-*.json): equal times near L=500 with 2 threads on
+# an idle machine and near 470 with 1 thread; 'fft' is faster at every measured L >= 601.
 CPU_CROSSOVER_LENGTH = 601
 # Elements of one (B, k, n_fft) real tensor per chunk of filters: bounds the backend's memory.
 CHUNK_ELEMENTS = 1 << 21

@@ -10,9 +10,8 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sincfb import FusedSincFilterbank, _build, algebra
-from sincfb.backends import FilterbankConfig, resolve_backend
+from sincfb.backends import resolve_backend
 from sincfb.backends import cpu as cpu_backend
-from sincfb.backends.reference import reference_forward
 from sincfb.filters import sinc_filters
 from sincfb.pooling import bin_bounds, bin_sums, pack_mask, spread_bins, unpack_mask
 from tests.oracles import authors_bank, randomise_bank
