@@ -7,22 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from models import compact_config
 from models.data import load_corpus, make_splits, synthetic_tracklist
 from models.train import (CheckpointError, TrainConfig, Trainer, atomic_torch_save,
                           learning_rate, load_checkpoint, read_log_csv)
+from tests.models.conftest import tiny_train_config
 
 
 def tiny_config(**overrides):
-    kwargs = compact_config("mssincresnet")
-    sample_rate, clip = kwargs.pop("sample_rate"), kwargs.pop("clip_samples")
-    kwargs["backend"] = "reference"
-    values = dict(model="mssincresnet", model_kwargs=kwargs, sample_rate=sample_rate,
-                  clip_seconds=clip / sample_rate, hop_seconds=0.25, epochs=2, batch_size=4,
-                  clips_per_song=2, lr=0.01, warmup_epochs=1, warmup_lr=0.001, halve_every=1,
-                  device="cpu", seed=3)
-    values.update(overrides)
-    return TrainConfig(**values)
+    """The shared tiny configuration, trained for two epochs with a warm-up and halving."""
+    schedule = dict(epochs=2, warmup_epochs=1, warmup_lr=0.001, halve_every=1)
+    return tiny_train_config(**{**schedule, **overrides})
 
 
 @pytest.fixture(scope="module")
