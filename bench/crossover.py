@@ -27,6 +27,7 @@ import torch
 
 import sincfb
 from bench.harness import device_name, git_commit, package_version, write_json_atomic
+from bench.machine import cpu_info
 
 __all__ = ["main", "measure", "crossover_length"]
 
@@ -105,7 +106,7 @@ def _load_average() -> Optional[list[float]]:
 
 def metadata(args, argv) -> dict:
     """Machine, versions, commit, date, command and the machine's load around the run."""
-    return {"device": device_name("cpu"), "cpu_count": os.cpu_count(),
+    return {"device": device_name("cpu"), "cpu": cpu_info(), "cpu_count": os.cpu_count(),
             "threads": torch.get_num_threads(), "torch": torch.__version__,
             "sincfb": sincfb.__version__, "numpy": package_version("numpy"),
             "python": platform.python_version(), "platform": platform.platform(),

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 import sincfb
+from bench.machine import cpu_info
 
 __all__ = ["Size", "SIZES", "MODES", "main", "parse_args", "plan_cases", "run_case", "run_cases",
            "add_ratios", "folded_gflop", "collect_meta", "write_json_atomic"]
@@ -500,7 +501,7 @@ def collect_meta(args, size: Size, device: str, argv: list[str]) -> dict:
     device_type = torch.device(device).type
     return {
         "device": device_name(device), "device_type": device_type,
-        "threads": args.threads, "cpu_count": os.cpu_count(),
+        "cpu": cpu_info(), "threads": args.threads, "cpu_count": os.cpu_count(),
         # Other processes on the machine distort CPU timings; the load average shows if they ran.
         "loadavg_start": list(os.getloadavg()),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import harness
+from bench.machine import cpu_info
 
 __all__ = ["ModelSize", "SIZES", "IMPLS", "main", "parse_args", "plan_cases", "prepare",
            "run_workload", "add_ratios", "render_markdown"]
@@ -284,7 +285,7 @@ def collect_meta(args, size: ModelSize, argv: list[str]) -> dict:
     device_type = torch.device(args.device).type
     return {
         "device": harness.device_name(args.device), "device_type": device_type,
-        "threads": args.threads, "cpu_count": os.cpu_count(),
+        "cpu": cpu_info(), "threads": args.threads, "cpu_count": os.cpu_count(),
         # Other processes distort CPU timings; the load average says whether they ran.
         "loadavg_start": list(os.getloadavg()),
         # On a shared machine OpenMP's default spin-waiting makes 2-thread runs erratic;

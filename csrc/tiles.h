@@ -64,30 +64,11 @@ inline at::Tensor matrix(const scalar_t* data, int64_t rows, int64_t cols, int64
                        at::TensorOptions().dtype(scalar_type_of<scalar_t>()));
 }
 
-#ifndef SINCFB_NO_ONEDNN
-}  // namespace sincfb_cpu
-namespace at::native {
-// ATen's oneDNN matmul (exported by libtorch_cpu, declared in no installed header): result =
-// alpha * mat1 @ mat2 + beta * result. On CPUs where MKL's SGEMM takes its AVX2 path (AMD), oneDNN
-// runs AVX-512 kernels and is about twice as fast. The loader rebuilds with SINCFB_NO_ONEDNN
-// defined if this symbol cannot be linked.
-void mkldnn_matmul(const at::Tensor& mat1, const at::Tensor& mat2, const at::Tensor& result,
-                   float beta, float alpha);
-}  // namespace at::native
-namespace sincfb_cpu {
-#endif
-
-// out (m x n, contiguous) = a @ b: oneDNN for float32 when ATen has it, ATen's BLAS otherwise.
-// Inside at::parallel_for either library runs on the calling thread, so the kernels parallelise
-// over tiles, not inside the GEMM.
+// out (m x n, contiguous) = a @ b through ATen's public at::mm_out, i.e. the BLAS that torch was
+// built with (MKL on x86-64, OpenBLAS or Arm's library on aarch64), which picks its own
+// instruction set at run time. Inside at::parallel_for the BLAS call runs on the calling thread,
+// so the kernels parallelise over tiles, not inside the GEMM.
 inline void gemm_into(const at::Tensor& a, const at::Tensor& b, const at::Tensor& out) {
-#ifndef SINCFB_NO_ONEDNN
-  static const bool onednn = at::hasMKLDNN();
-  if (onednn && out.scalar_type() == at::kFloat) {
-    at::native::mkldnn_matmul(a, b, out, /*beta=*/0.f, /*alpha=*/1.f);
-    return;
-  }
-#endif
   at::Tensor result = out;
   at::mm_out(result, a, b);
 }

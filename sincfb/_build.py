@@ -2,21 +2,37 @@
 
 The kernels register the ``torch.ops.sincfb_cpu`` library. They are compiled once with
 ``torch.utils.cpp_extension.load`` (which needs a C++ compiler and ninja) into a cache directory
-keyed by the sources, the compiler flags and the torch version, so later processes only load the
-shared library. If anything goes wrong the error is kept, :func:`load_cpu_extension` returns False
-and one warning says why; the 'cpu' backend then reports itself unavailable and ``backend='auto'``
-moves on to the next backend.
+keyed by everything that changes the build: the sources and their absolute location, the
+compiler and its flags, the machine architecture and the torch version. Later processes only load
+the shared library. If anything goes wrong the error is kept, :func:`load_cpu_extension` returns
+False and one warning says why; the 'cpu' backend then reports itself unavailable and
+``backend='auto'`` moves on to the next backend.
 
-Environment: ``SINCFB_CACHE_DIR`` overrides the cache directory (default
-``$XDG_CACHE_HOME/sincfb`` or ``~/.cache/sincfb``); ``SINCFB_NO_CPP=1`` skips the build.
+The kernels call only public ATen API (``at::mm_out`` for their GEMMs, ``at::parallel_for``,
+``at::fft_*``), so the library runs wherever torch runs. Our own loops are compiled for one of two
+instruction-set levels (:func:`instruction_set`): ``avx2`` (AVX2 + FMA, on x86-64 CPUs that have
+both) or ``baseline`` (the compiler's default target: SSE2 on x86-64, NEON on aarch64). Neither
+uses AVX-512, so a library built on an AVX-512 machine also runs on an AVX2 one that shares its
+cache folder; a machine without AVX2 gets other flags, hence another cache key and library.
+
+Environment:
+
+- ``SINCFB_CACHE_DIR``: the cache directory (default ``$XDG_CACHE_HOME/sincfb`` or
+  ``~/.cache/sincfb``; when it cannot be written, a folder under the system's temporary directory);
+- ``SINCFB_ISA``: ``auto`` (default), ``avx2`` or ``baseline``, to force the instruction set;
+- ``SINCFB_NO_CPP=1``: skip the build (the 'cpu' backend is then unavailable);
+- ``SINCFB_VERBOSE_BUILD=1``: show the compiler's output.
 """
 from __future__ import annotations
 
 import fcntl
 import hashlib
 import os
+import platform
 import shutil
+import subprocess
 import sys
+import tempfile
 import threading
 import warnings
 from contextlib import contextmanager
@@ -25,12 +41,14 @@ from typing import Optional
 
 import torch
 
-__all__ = ["SOURCE_DIR", "SOURCES", "cache_dir", "compiler_flags", "extension_name",
-           "load_cpu_extension", "build_error", "reset"]
+__all__ = ["SOURCE_DIR", "SOURCES", "INSTRUCTION_SETS", "cache_dir", "instruction_set",
+           "compiler_flags", "extension_name", "build_directory", "load_cpu_extension",
+           "build_error", "reset"]
 
 SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("products.cpp", "filterbank.cpp", "fft_filters.cpp", "register.cpp")
 _HEADERS = ("ops.h", "tiles.h", "epilogue.h")
+INSTRUCTION_SETS = ("avx2", "baseline")
 
 _lock = threading.Lock()
 _state: dict = {"loaded": None, "error": None, "warned": False}
@@ -45,43 +63,89 @@ def cache_dir() -> Path:
     return Path(base) / "sincfb"
 
 
+def _fallback_cache_dir() -> Path:
+    """A per-user folder under the temporary directory, for a cache directory we cannot write."""
+    return Path(tempfile.gettempdir()) / f"sincfb-cache-{os.getuid()}"
+
+
 def _cpu_flags() -> set[str]:
+    """The instruction-set flags of this CPU as Linux reports them (empty when unknown)."""
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
-                if line.startswith("flags"):
+                if line.startswith(("flags", "Features")):
                     return set(line.split(":", 1)[1].split())
     except OSError:
         pass
     return set()
 
 
-def compiler_flags() -> list[str]:
-    """-O3 and OpenMP (``at::parallel_for`` is an OpenMP region compiled into our code), plus AVX2
-    and FMA when this CPU has them. No -march=native (a cache directory may be shared by different
-    machines; the flags are part of the cache key) and no -ffast-math (it breaks NaN semantics).
-    -ffp-contract=off keeps ``zhat * gamma + beta`` rounded as the reference rounds it, and the same
-    in every pass that decides the ReLU mask. The heavy products run in oneDNN or BLAS, which pick
-    their own instruction set at run time."""
+def _machine() -> str:
+    return platform.machine().lower()
+
+
+def _has_avx2() -> bool:
+    return _machine() in ("x86_64", "amd64") and {"avx2", "fma"} <= _cpu_flags()
+
+
+def instruction_set() -> str:
+    """The instruction-set level the kernels are built for: ``SINCFB_ISA`` if set, else ``avx2``
+    on an x86-64 CPU with AVX2 and FMA and ``baseline`` anywhere else.
+
+    Forcing ``avx2`` on a CPU without it is refused (the library would die of an illegal
+    instruction); forcing ``baseline`` on any CPU builds the portable code an older or non-x86
+    CPU runs, which is how the tests exercise that path on every machine.
+    """
+    forced = os.environ.get("SINCFB_ISA", "auto").strip().lower() or "auto"
+    if forced not in INSTRUCTION_SETS + ("auto",):
+        raise ValueError(f"SINCFB_ISA must be one of auto, {', '.join(INSTRUCTION_SETS)}; "
+                         f"got {forced!r}")
+    if forced == "avx2" and not _has_avx2():
+        raise RuntimeError("SINCFB_ISA=avx2, but this CPU has no AVX2 and FMA")
+    if forced != "auto":
+        return forced
+    return "avx2" if _has_avx2() else "baseline"
+
+
+def compiler_flags(isa: Optional[str] = None) -> list[str]:
+    """-O3 and OpenMP (``at::parallel_for`` is an OpenMP region compiled into our code), plus
+    ``-mavx2 -mfma`` for the ``avx2`` level. No -march=native (a cache directory may be shared by
+    different machines) and no -ffast-math (it breaks NaN semantics). -ffp-contract=off keeps
+    ``zhat * gamma + beta`` rounded as the reference rounds it, and the same in every pass that
+    decides the ReLU mask. The GEMMs run in torch's BLAS, which picks its own instruction set at
+    run time."""
     flags = ["-O3", "-fopenmp", "-fno-math-errno", "-ffp-contract=off"]
-    if {"avx2", "fma"} <= _cpu_flags():
+    if (isa or instruction_set()) == "avx2":
         flags += ["-mavx2", "-mfma"]
     return flags
 
 
-# Tried in order: the kernels call ATen's oneDNN matmul for float32 GEMMs (an exported but
-# header-less ATen function); if that cannot be built or linked, they fall back to ATen's BLAS.
-_VARIANTS = ([], ["-DSINCFB_NO_ONEDNN"])
+def _compiler() -> str:
+    """The compiler torch's builder calls, and the first line of its ``--version``."""
+    command = os.environ.get("CXX", "c++")
+    try:
+        result = subprocess.run([command, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise RuntimeError(f"no usable C++ compiler ({command!r}: {error}); install g++ or "
+                           "clang++, or set CXX") from None
+    if result.returncode != 0:
+        raise RuntimeError(f"the C++ compiler {command!r} does not run: {result.stderr.strip()}")
+    return f"{command}: {result.stdout.splitlines()[0] if result.stdout else '?'}"
 
 
-def extension_name(extra_flags: tuple[str, ...] = ()) -> str:
-    """``sincfb_cpu_<digest>``: the digest covers sources, headers, flags and the torch version."""
+def extension_name(isa: Optional[str] = None, compiler: Optional[str] = None) -> str:
+    """``sincfb_cpu_<digest>``. The digest covers every input of the build: the sources and
+    headers, the folder they are in (torch's build file holds absolute paths, so two checkouts
+    must not share a build folder), the flags, the compiler, the machine architecture and the
+    torch version."""
     digest = hashlib.sha256()
+    digest.update(str(SOURCE_DIR).encode())
     for name in SOURCES + _HEADERS:
         digest.update(name.encode())
         digest.update((SOURCE_DIR / name).read_bytes())
-    digest.update(" ".join(compiler_flags() + list(extra_flags)).encode())
-    digest.update(torch.__version__.encode())
+    for part in (" ".join(compiler_flags(isa)), compiler or _compiler(), _machine(),
+                 torch.__version__):
+        digest.update(b"\0" + part.encode())
     return f"sincfb_cpu_{digest.hexdigest()[:12]}"
 
 
@@ -102,16 +166,43 @@ def _ensure_ninja_on_path() -> None:
             return
 
 
-def _compile_variant(extra_flags: list[str]) -> None:
+def _writable_folder(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-")
+        probe.close()
+        return True
+    except OSError:
+        return False
+
+
+def build_directory(name: str) -> Path:
+    """The folder of the build ``name``: under :func:`cache_dir`, or under the temporary
+    directory (with one warning) when the cache directory cannot be written."""
+    for root in (cache_dir(), _fallback_cache_dir()):
+        folder = root / f"torch-{torch.__version__}" / name
+        if _writable_folder(folder):
+            if root != cache_dir():
+                warnings.warn(f"sincfb: the cache directory {cache_dir()} cannot be written; "
+                              f"building the C++ kernels in {root} instead (set "
+                              "SINCFB_CACHE_DIR to choose another folder)",
+                              RuntimeWarning, stacklevel=4)
+            return folder
+    raise RuntimeError(f"neither {cache_dir()} nor {_fallback_cache_dir()} can be written "
+                       "(set SINCFB_CACHE_DIR to a writable folder)")
+
+
+def _compile() -> None:
     from torch.utils import cpp_extension
 
-    name = extension_name(tuple(extra_flags))
-    build_directory = cache_dir() / f"torch-{torch.__version__}" / name
-    build_directory.mkdir(parents=True, exist_ok=True)
-    with _exclusive_build(build_directory):
+    _ensure_ninja_on_path()
+    isa = instruction_set()
+    name = extension_name(isa)
+    folder = build_directory(name)
+    with _exclusive_build(folder):
         cpp_extension.load(name=name, sources=[str(SOURCE_DIR / s) for s in SOURCES],
-                           extra_cflags=compiler_flags() + extra_flags, extra_ldflags=["-fopenmp"],
-                           build_directory=str(build_directory), is_python_module=False,
+                           extra_cflags=compiler_flags(isa), extra_ldflags=["-fopenmp"],
+                           build_directory=str(folder), is_python_module=False,
                            verbose=bool(os.environ.get("SINCFB_VERBOSE_BUILD")))
 
 
@@ -131,18 +222,6 @@ def _exclusive_build(build_directory: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _compile() -> None:
-    _ensure_ninja_on_path()
-    errors = []
-    for extra_flags in _VARIANTS:
-        try:
-            _compile_variant(extra_flags)
-            return
-        except Exception as error:  # try the next variant, report all if none works
-            errors.append(f"{' '.join(extra_flags) or 'default'}: {type(error).__name__}: {error}")
-    raise RuntimeError("; ".join(errors))
 
 
 def load_cpu_extension() -> bool:

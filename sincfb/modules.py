@@ -10,7 +10,7 @@ from torch import nn
 
 from .filters import check_filter_config, mel_init, odd_kernel_size, sinc_filters
 from .ops import fused_sinc_filterbank, validate_inputs
-from .backends import resolve_backend, PRECISIONS
+from .backends import PRECISIONS, resolve_backend, unavailable_backends
 
 __all__ = ["SincConv", "FusedSincFilterbank"]
 
@@ -138,6 +138,7 @@ class FusedSincFilterbank(nn.Module):
         self.backend = backend
         self.precision = precision
         self._last_backend: Optional[str] = None
+        self._last_device: Optional[str] = None
 
     @property
     def sinc(self) -> SincConv:
@@ -182,7 +183,7 @@ class FusedSincFilterbank(nn.Module):
         use_batch_stats = self.training or not bn.track_running_stats
         track = not self.training or bn.track_running_stats
         backend = resolve_backend(self.backend, waveforms.device.type, self.kernel_size)
-        self._last_backend = backend
+        self._last_backend, self._last_device = backend, waveforms.device.type
         return fused_sinc_filterbank(
             waveforms, sinc.low_hz_, sinc.band_hz_, bn.weight, bn.bias,
             bn.running_mean if track else None, bn.running_var if track else None,
@@ -221,6 +222,9 @@ class FusedSincFilterbank(nn.Module):
     def extra_repr(self) -> str:
         backend = repr(self.backend)
         if self.backend == "auto" and self._last_backend:
-            backend += f" (last ran: {self._last_backend!r})"
+            skipped = "".join(f"; skipped {name!r}: {reason[:120]}"
+                              for name, reason in unavailable_backends(self._last_device,
+                                                                     self.kernel_size).items())
+            backend += f" (last ran: {self._last_backend!r}{skipped})"
         return (f"pool_bins={self.pool_bins}, backend={backend}, "
                 f"precision={self.precision or 'default'!r}")

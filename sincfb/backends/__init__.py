@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple, Optional
 import torch
 
 __all__ = ["FilterbankConfig", "Backend", "register_backend", "get_backend", "available_backends",
-           "resolve_backend", "load_builtin_backends", "PRECISIONS"]
+           "unavailable_backends", "resolve_backend", "load_builtin_backends", "PRECISIONS"]
 
 PRECISIONS = ("ieee", "tf32", "bf16")
 
@@ -48,6 +48,8 @@ class Backend:
     backward: Callable
     devices: tuple[str, ...]            # device types it runs on, e.g. ("cpu", "cuda")
     available: Callable[[], bool] = lambda: True
+    # Why ``available()`` is False (a build error, a failed self-test), or None.
+    unavailable_reason: Callable[[], Optional[str]] = lambda: None
     # Rank for backend='auto' given (device_type, kernel_size): lower wins, None = never chosen.
     # Backends encode their measured crossovers here (e.g. FFT only above some filter length).
     auto_priority: Callable[[str, int], Optional[float]] = lambda device_type, kernel_size: None
@@ -77,6 +79,21 @@ def available_backends(device_type: str | None = None) -> list[str]:
             if (device_type is None or device_type in b.devices) and b.available()]
 
 
+def unavailable_backends(device_type: str | None = None,
+                         kernel_size: int | None = None) -> dict[str, str]:
+    """The registered backends that cannot run here, each with the reason (a failed build, a
+    failed self-test, a missing library). Optionally only those for ``device_type``, and only
+    those ``backend='auto'`` would consider for filters of ``kernel_size``."""
+    def considered(b: Backend) -> bool:
+        if device_type is None:
+            return True
+        return device_type in b.devices and (
+            kernel_size is None or b.auto_priority(device_type, kernel_size) is not None)
+
+    return {name: b.unavailable_reason() or "not available on this machine"
+            for name, b in _REGISTRY.items() if considered(b) and not b.available()}
+
+
 # Resolution may build an extension or probe a device: under torch.compile it runs once at trace
 # time and its answer is baked into the graph as a constant.
 @torch.compiler.assume_constant_result
@@ -90,7 +107,10 @@ def resolve_backend(name: str, device_type: str, kernel_size: int) -> str:
             raise ValueError(f"backend {name!r} does not run on {device_type!r} tensors "
                              f"(it supports {list(backend.devices)})")
         if not backend.available():
-            raise RuntimeError(f"backend {name!r} is not available on this machine")
+            reason = backend.unavailable_reason()
+            raise RuntimeError(f"backend {name!r} is not available on this machine"
+                               + (f": {reason}" if reason else "")
+                               + "; use backend='auto' to fall back to one that is")
         return name
     ranked = []
     for backend in _REGISTRY.values():

@@ -29,16 +29,17 @@ from ..algebra import bin_weights, bn_backward_coefficients, window_sums
 from ..filters import cutoff_parameter_grads, sinc_filters
 from ..pooling import packed_mask_width
 from . import Backend, FilterbankConfig, register_backend
+from .selftest import SelfTest, compare_with_reference
 from .fft import autocorrelation_sums, auto_priority_cpu_direct, convolve_same_length, \
     filter_autocorrelation, single_threaded, toeplitz_product
 
-__all__ = ["cpu_forward", "cpu_backward", "fold_taps", "unfold_gradient", "edge_signals",
+__all__ = ["cpu_forward", "cpu_backward", "cpu_backend_ready", "cpu_unavailable_reason", "SELF_TEST", "fold_taps", "unfold_gradient", "edge_signals",
            "training_statistics", "weighted_gram_product", "input_gradient_terms"]
 
 
 def _ops():
-    if not _build.load_cpu_extension():
-        raise RuntimeError(f"the 'cpu' backend is unavailable: {_build.build_error()}")
+    if not cpu_backend_ready():
+        raise RuntimeError(f"the 'cpu' backend is unavailable: {cpu_unavailable_reason()}")
     return torch.ops.sincfb_cpu
 
 
@@ -194,8 +195,25 @@ def cpu_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mask_b
             dbeta.to(bias.dtype))
 
 
+SELF_TEST = SelfTest("the C++ CPU backend ('cpu')",
+                     lambda: compare_with_reference(cpu_forward, cpu_backward),
+                     "backend='auto' uses the next available backend instead")
+
+
+def cpu_backend_ready() -> bool:
+    """True when the C++ kernels are built, loaded and have passed their self-test (both run on
+    the first call; each failure is warned about once)."""
+    return _build.load_cpu_extension() and SELF_TEST.passed()
+
+
+def cpu_unavailable_reason():
+    """Why the 'cpu' backend cannot run here (build error or failed self-test), or None."""
+    return _build.build_error() or SELF_TEST.reason()
+
+
 register_backend(Backend(
     name="cpu", forward=cpu_forward, backward=cpu_backward, devices=("cpu",),
-    available=_build.load_cpu_extension, auto_priority=auto_priority_cpu_direct,
+    available=cpu_backend_ready, unavailable_reason=cpu_unavailable_reason,
+    auto_priority=auto_priority_cpu_direct,
     summary="C++ folded direct product with fused epilogue and hand-written backward (CPU; "
             "float32/float64, no full-resolution tensors)"))

@@ -28,6 +28,7 @@ from ..algebra import bin_weights, bn_backward_coefficients
 from ..filters import cutoff_parameter_grads, sinc_filters
 from ..pooling import bin_bounds, pack_mask, packed_mask_width, spread_bins, unpack_mask
 from . import Backend, FilterbankConfig, register_backend
+from .selftest import SelfTest, compare_with_reference
 
 __all__ = ["fft_forward", "fft_backward", "fast_fft_length", "autocorrelation_sums",
            "filter_autocorrelation", "toeplitz_product", "convolve_same_length",
@@ -152,11 +153,18 @@ USE_CPP_KERNELS = True
 
 
 def _cpu_kernels(device: torch.device):
-    """``torch.ops.sincfb_cpu`` for CPU tensors when the C++ kernels load, else None."""
+    """``torch.ops.sincfb_cpu`` for CPU tensors when the C++ kernels load and pass their
+    self-test, else None (the tensor-op path)."""
     from .. import _build
-    if device.type == "cpu" and USE_CPP_KERNELS and _build.load_cpu_extension():
+    if (device.type == "cpu" and USE_CPP_KERNELS and _build.load_cpu_extension()
+            and CPP_SELF_TEST.passed()):
         return torch.ops.sincfb_cpu
     return None
+
+
+CPP_SELF_TEST = SelfTest("the C++ kernels of the 'fft' backend",
+                         lambda: compare_with_reference(fft_forward, fft_backward),
+                         "the 'fft' backend uses its tensor-op path on the CPU instead")
 
 
 class _Setup:

@@ -37,6 +37,20 @@ def test_meta_fields(tiny):
     assert set(meta["auto_backend"]) == {"31", "63", "127"}
 
 
+def test_meta_says_which_cpu_and_paths(tiny):
+    """Issue "Runs on every CPU": the CPU model, the flags that matter and the GEMM route."""
+    cpu = tiny["meta"]["cpu"]
+    with open("/proc/cpuinfo") as info:
+        flags = next(line for line in info if line.startswith(("flags", "Features")))
+    flags = set(flags.split(":", 1)[1].split())
+    assert cpu["model"] and cpu["architecture"]
+    assert cpu["key_flags"]["avx2"] == ("avx2" in flags)
+    assert cpu["key_flags"]["avx512f"] == ("avx512f" in flags)
+    assert cpu["key_flags"]["amx_tile"] == ("amx_tile" in flags)
+    assert cpu["sincfb_isa"] in ("avx2", "baseline") and "at::mm_out" in cpu["gemm_route"]
+    assert cpu["aten_cpu_capability"]
+
+
 def test_rows_cover_every_case(tiny):
     rows = tiny["rows"]
     assert not [r for r in rows if "error" in r]

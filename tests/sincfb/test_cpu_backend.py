@@ -309,7 +309,10 @@ def test_failed_build_falls_back_with_one_warning(monkeypatch):
         assert _build.load_cpu_extension()
 
 
-def test_build_cache_key_covers_sources_and_flags():
+def test_build_cache_key_covers_sources_flags_and_compiler():
     name = _build.extension_name()
-    assert name.startswith("sincfb_cpu_") and name != _build.extension_name(("-DX",))
+    assert name.startswith("sincfb_cpu_")
+    assert name != _build.extension_name(compiler="clang++: clang version 99")
+    other_isa = "baseline" if _build.instruction_set() == "avx2" else "avx2"
+    assert name != _build.extension_name(isa=other_isa)
     assert "-ffast-math" not in _build.compiler_flags()
