@@ -267,7 +267,7 @@ class Trainer:
         self.epoch, self.step = 0, 0
         self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
         self.history: list[dict] = []
-        self.best = {"epoch": -1, "valid_song_accuracy": -1.0}
+        self.best = {"epoch": -1, "valid_song_accuracy": -1.0, "valid_clip_accuracy": -1.0}
         self.rng_state = torch.get_rng_state()   # as of the last completed step
         self._stop_requested = False
 
@@ -409,10 +409,14 @@ class Trainer:
         self.history.append(row)
         self.epoch, self.step = self.epoch + 1, 0
         self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-        improved = row.get("valid_song_accuracy", -1.0) > self.best["valid_song_accuracy"] \
-            or not len(self.splits["valid"])
+        # Song accuracy on a few dozen validation songs ties often (several epochs reach 1.0);
+        # the clip accuracy breaks the tie in favour of the epoch that is right more decisively.
+        score = (row.get("valid_song_accuracy", -1.0), row.get("valid_clip_accuracy", -1.0))
+        best = (self.best["valid_song_accuracy"], self.best.get("valid_clip_accuracy", -1.0))
+        improved = score > best or not len(self.splits["valid"])
         if improved:
-            self.best = {"epoch": row["epoch"], "valid_song_accuracy": row.get("valid_song_accuracy", -1.0)}
+            self.best = {"epoch": row["epoch"], "valid_song_accuracy": score[0],
+                         "valid_clip_accuracy": score[1]}
         if self.is_main:
             self.save("last.pt")
             if improved:
