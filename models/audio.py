@@ -153,8 +153,8 @@ class Framing:
     def clip(self, track: np.ndarray, index: int, gain: float = 1.0) -> np.ndarray:
         """Clip ``index`` of ``track`` (any numeric array) as float32, zero-padded, scaled."""
         out = np.zeros(self.clip_samples, dtype=np.float32)
-        if self.lookback_samples is None:
-            start = clip_starts(len(track), self.clip_samples, self.hop_samples)[index]
+        if self.lookback_samples is None:         # clip_starts: i * hop, or 0 for a short track
+            start = index * self.hop_samples if len(track) > self.clip_samples else 0
             piece = track[start:start + self.clip_samples]
         else:
             first = index * self.hop_samples - self.lookback_samples   # negative: from the end

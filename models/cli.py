@@ -231,8 +231,8 @@ def command_train(args) -> int:
     for fold in folds:
         # Selecting on the test fold, as the authors' main.py does, leaves no use for a
         # validation fold: like theirs, the training set is then every other fold.
-        splits = make_splits(_kept(tracklist, corpus), args.protocol, fold, args.folds, config.seed,
-                             validation=config.select_on == "valid")
+        splits = make_splits(tracklist.restricted_to(corpus.names), args.protocol, fold,
+                             args.folds, config.seed, validation=config.select_on == "valid")
         fold_dir = out / f"fold-{fold}" if args.all_folds else out
         _, report = _train_one(config, corpus, splits, fold_dir, args.resume, not args.no_progress)
         report.update(config=config.to_dict(), dataset=corpus.name, fold=fold,
@@ -251,15 +251,6 @@ def command_train(args) -> int:
         print(f"{len(reports)} folds: song accuracy {acc['mean']:.4f} ± {acc['std']:.4f}")
     _report_failures(corpus)
     return 0
-
-
-def _kept(tracklist, corpus):
-    """The track list restricted to the tracks that decoded (the corpus's order)."""
-    from .data import TrackList
-
-    by_name = {t.name: t for t in tracklist.tracks}
-    return TrackList(tracklist.name, [by_name[n] for n in corpus.names], tracklist.classes,
-                     tracklist.generated)
 
 
 def _write_confusion_figure(report, folder) -> None:
@@ -344,11 +335,11 @@ def command_demo(args) -> int:
                          # the demo's own schedule counts halvings from the end of its warm-up,
                          # and its trunk starts random: no download, the same run as ever
                          halve_from=s["warmup_epochs"], backbone="random", recipe="demo")
+    print("demo: the compact MS-SincResNet from a random trunk (no ImageNet weights, so it runs "
+          "offline) on a synthetic corpus; the paper's and the authors' recipes are in the README")
     tracklist = synthetic_tracklist(s["songs_per_genre"], s["song_seconds"], seed=args.seed)
     corpus = load_corpus(tracklist, sample_rate, args.cache_dir, progress=not args.no_progress)
     splits = make_splits(tracklist, "cv", fold=0, folds=s["folds"], seed=args.seed)
-    print("compact MS-SincResNet with a random trunk (no ImageNet weights: the demo runs "
-          "offline); the training recipes are in the README")
     print(f"synthetic corpus: {len(corpus)} songs, {len(corpus.classes)} genres "
           f"({', '.join(corpus.classes)}); train {len(splits['train'])}, valid "
           f"{len(splits['valid'])}, held-out test {len(splits['test'])} songs")

@@ -72,7 +72,13 @@ class TrackList:
 
     @property
     def labels(self) -> np.ndarray:
+        """The class index of every track."""
         return np.array([t.label for t in self.tracks], dtype=np.int64)
+
+    def restricted_to(self, names) -> "TrackList":
+        """The tracks named ``names`` (e.g. those of a decoded :class:`Corpus`), in that order."""
+        by_name = {t.name: t for t in self.tracks}
+        return TrackList(self.name, [by_name[n] for n in names], self.classes, self.generated)
 
 
 # --------------------------------------------------------------------------------- discovery

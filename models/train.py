@@ -1,4 +1,4 @@
-"""Training MS-SincResNet and its baselines with the paper's recipe (DESIGN.md §1).
+"""Training MS-SincResNet and its baselines with the paper's or the authors' recipe (models.recipes).
 
 SGD with Nesterov momentum and weight decay; a few warm-up epochs at a tiny learning rate, then the
 base rate halved at a fixed period; each epoch draws a few random clips per song with gain and noise
