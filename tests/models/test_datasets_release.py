@@ -275,3 +275,38 @@ def test_fixed_length_decoding_stretches_every_file(release, tmp_path):
 def test_bad_storage_is_refused(release, tmp_path):
     with pytest.raises(DataError, match="storage must be one of"):
         load_corpus(TrackList("x", [], ["a"]), 16000, tmp_path, progress=False, storage="f16")
+
+
+# ------------------------------------------------------------------ fixed-length FFT resampling
+def periodic(cycles, phases, amplitudes, length):
+    """Samples 0..length-1 of one period of a sum of cosines with whole numbers of cycles."""
+    t = np.arange(length) / length
+    return sum(a * np.cos(2 * np.pi * c * t + p) for c, p, a in zip(cycles, phases, amplitudes))
+
+
+@pytest.mark.parametrize("n, num", [(1000, 730), (730, 1000), (999, 480), (480, 999),
+                                    (661794, 480000)])
+def test_fft_resample_is_exact_for_periodic_band_limited_signals(n, num):
+    """Such a signal is its own band-limited interpolant: resampled, it is the same cosines
+    sampled at the new points (the definition scipy.signal.resample implements)."""
+    rng = np.random.default_rng(n)
+    top = min(n, num) // 2 - 1
+    cycles = rng.choice(np.arange(1, top), 6, replace=False)
+    phases, amplitudes = rng.uniform(0, 2 * np.pi, 6), rng.uniform(0.05, 0.15, 6)
+    got = fft_resample(periodic(cycles, phases, amplitudes, n), num)
+    want = periodic(cycles, phases, amplitudes, num)
+    assert got.dtype == np.float32 and got.shape == (num,)
+    assert np.abs(got - want).max() < 1e-6
+
+
+def test_fft_resample_nyquist_bins():
+    # shrinking to an even length: a tone at its Nyquist frequency keeps cos(phase) (-1)^m
+    n, num, phase = 1000, 600, 0.7
+    got = fft_resample(periodic([num // 2], [phase], [1.0], n), num)
+    np.testing.assert_allclose(got, np.cos(phase) * (-1.0) ** np.arange(num), atol=1e-6)
+    # growing from an even length: (-1)^k is read as the cosine at that Nyquist frequency
+    n, num = 600, 1000
+    got = fft_resample((-1.0) ** np.arange(n), num)
+    np.testing.assert_allclose(got, periodic([n // 2], [0.0], [1.0], num), atol=1e-6)
+    same = np.random.default_rng(0).standard_normal(77).astype(np.float32)
+    np.testing.assert_array_equal(fft_resample(same, 77), same)
