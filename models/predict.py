@@ -269,9 +269,10 @@ def _csv(results: list[FileResult], classes: list) -> str:
 
 
 def format_results(results: list[FileResult], fmt: str = "table", classes=None,
-                   checkpoint: Optional[str] = None) -> str:
+                   checkpoint: Optional[str] = None, note: Optional[str] = None) -> str:
     """Render results as 'table', 'json' or 'csv'. Table and CSV hold the classified files only;
-    the JSON object also lists the skipped files with their errors."""
+    the JSON object also lists the skipped files with their errors, and ``note`` (e.g. that an
+    authors' checkpoint's class order was assumed) when there is one."""
     done = [r for r in results if r.ok]
     classes = list(classes or (done[0].vote_shares if done else []))
     if fmt == "table":
@@ -282,6 +283,8 @@ def format_results(results: list[FileResult], fmt: str = "table", classes=None,
         payload = {"checkpoint": checkpoint, "classes": classes,
                    "results": [r.as_dict() for r in done],
                    "skipped": [{"path": r.path, "error": r.error} for r in results if not r.ok]}
+        if note:
+            payload["note"] = note
         return json.dumps(payload, indent=1) + "\n"
     raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
 
@@ -323,7 +326,8 @@ def command_predict(args) -> int:
     classifier = load_classifier(args.checkpoint, args.device, classes=args.classes)
     print_note(classifier.note)
     results = classify(args.paths, classifier, args.batch_size, vote=args.vote, progress=True)
-    text = format_results(results, args.format, classifier.classes, str(args.checkpoint))
+    text = format_results(results, args.format, classifier.classes, str(args.checkpoint),
+                          classifier.note)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.output, text)

@@ -311,8 +311,12 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 class Trainer:
     """Trains one model on one split of a corpus and writes everything into ``out_dir``:
-    ``last.pt`` (resumable), ``best.pt`` (best validation song accuracy), ``log.csv`` and
-    ``log.json`` (one row per epoch)."""
+    ``last.pt`` (resumable), ``best.pt`` (the best epoch on ``config.select_on``: validation song
+    accuracy by default), ``log.csv`` and ``log.json`` (one row per epoch).
+
+    ``resume_from``: a checkpoint of this run to continue from (the trunk then comes from it, so
+    no ImageNet weights are fetched); the trunk is otherwise initialised as ``config.backbone``.
+    """
 
     def __init__(self, config: TrainConfig, corpus: Corpus, splits: dict, out_dir,
                  progress: bool = True, log=print, resume_from=None):
