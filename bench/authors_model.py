@@ -1,6 +1,7 @@
 """The authors' released MS-SincResNet, re-implemented as the baseline of benchmarks W3 and W4.
 
-Faithful to their module tree (DESIGN.md §1-2): ``layerNorm`` over the clip's samples, three banks
+Faithful to their module tree (DESIGN.md §1-2): ``layerNorm`` over the clip's samples
+(``LayerNorm([1, N])``, as their models.py builds it), three banks
 ``sincNet1..3`` = ``Sequential(SincConv, BatchNorm1d, ReLU, AdaptiveAvgPool1d)`` (the sinc layer
 computes its filters and runs ``F.conv1d``: exactly their ``SincConv_fast``), stacked into a
 3-channel image for ``resnet.model``, a torchvision resnet18 with ``fc = Linear(512, classes)``.
@@ -51,7 +52,7 @@ class AuthorsMSSincResNet(nn.Module):
                  clip_samples: int = 48000, sample_rate: float = 16000,
                  channels_last: bool = False):
         super().__init__()
-        self.layerNorm = nn.LayerNorm(clip_samples)
+        self.layerNorm = nn.LayerNorm([1, clip_samples])      # their shape: weight (1, N)
         for i, length in enumerate(kernel_sizes, start=1):
             self.add_module(f"sincNet{i}", authors_bank(num_filters, length, pool_bins, sample_rate))
         self.resnet = AuthorsResNet(num_classes)

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["AudioError", "AUDIO_EXTENSIONS", "load_audio", "clip_starts", "cut_clips"]
+__all__ = ["AudioError", "AUDIO_EXTENSIONS", "read_mono", "load_audio", "resample",
+           "fft_resample", "clip_starts", "cut_clips", "Framing"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".au", ".aiff", ".aif")
 
@@ -17,11 +20,11 @@ class AudioError(ValueError):
     The message names the file."""
 
 
-def load_audio(path, sample_rate: int = 16000, allow_silent: bool = False) -> np.ndarray:
-    """Decode ``path`` to mono float32 at ``sample_rate`` Hz (1-D numpy array).
+def read_mono(path, allow_silent: bool = False) -> tuple[np.ndarray, int]:
+    """``(samples, native sample rate)`` of ``path``, mixed to mono float32 in [-1, 1].
 
-    Uses soundfile (wav, flac, ogg, mp3, au, aiff) and torchaudio's band-limited resampler.
-    Raises :class:`AudioError` naming the file for anything that is not usable music.
+    Uses soundfile (wav, flac, ogg, mp3, au, aiff); 16-bit PCM reads as ``int16 / 32768``
+    exactly. Raises :class:`AudioError` naming the file for anything that is not usable music.
     """
     import soundfile  # imported here: the package is optional for users who never read files
 
@@ -37,6 +40,20 @@ def load_audio(path, sample_rate: int = 16000, allow_silent: bool = False) -> np
     mono = samples.mean(axis=1)
     if not allow_silent and float(np.abs(mono).max()) == 0.0:
         raise AudioError(f"{path}: the track is silent")
+    return mono, int(native_rate)
+
+
+def load_audio(path, sample_rate: int = 16000, allow_silent: bool = False,
+               fixed_samples: Optional[int] = None) -> np.ndarray:
+    """Decode ``path`` to mono float32 at ``sample_rate`` Hz (1-D numpy array).
+
+    By default the track keeps its duration (torchaudio's band-limited resampler).
+    ``fixed_samples`` instead stretches the whole file to exactly that many samples with
+    :func:`fft_resample`, whatever its length, as the authors' GTZAN loader does.
+    """
+    mono, native_rate = read_mono(path, allow_silent)
+    if fixed_samples is not None:
+        return fft_resample(mono, fixed_samples)
     return resample(mono, native_rate, sample_rate)
 
 
@@ -52,6 +69,32 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return out.numpy().astype(np.float32, copy=False)
 
 
+def fft_resample(samples: np.ndarray, num: int) -> np.ndarray:
+    """The whole signal resampled to exactly ``num`` samples in the frequency domain (float32).
+
+    The method of ``scipy.signal.resample`` (which the authors' dataloader.py calls): the signal
+    is taken as one period of a periodic, band-limited function; the lowest ``min(n, num)``
+    frequencies of its real FFT are kept (zeros added when upsampling), and the result is
+    transformed back at ``num`` points and scaled by ``num / n``. When the shorter length is
+    even, its Nyquist bin stands for both the positive and the negative frequency: it is doubled
+    when shrinking (the two halves fold onto one real bin) and halved when growing (the bin is
+    shared by two bins of the longer spectrum). Computed in float64.
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    n = x.shape[0]
+    if num < 1:
+        raise ValueError(f"fft_resample needs a positive length, got {num}")
+    if n == num:
+        return x.astype(np.float32)
+    spectrum = np.fft.rfft(x)
+    shorter = min(n, num)
+    kept = np.zeros(num // 2 + 1, dtype=np.complex128)
+    kept[: shorter // 2 + 1] = spectrum[: shorter // 2 + 1]
+    if shorter % 2 == 0:
+        kept[shorter // 2] *= 2.0 if num < n else 0.5
+    return (np.fft.irfft(kept, num) * (num / n)).astype(np.float32)
+
+
 def clip_starts(num_samples: int, clip_samples: int, hop_samples: int) -> list[int]:
     """Start of every clip of a track: hop-spaced, never wrapping past the end. A track shorter
     than one clip gives the single start 0 (it is zero-padded)."""
@@ -62,9 +105,72 @@ def clip_starts(num_samples: int, clip_samples: int, hop_samples: int) -> list[i
 
 def cut_clips(track: np.ndarray, clip_samples: int, hop_samples: int) -> torch.Tensor:
     """All clips of a track as a (num_clips, 1, clip_samples) float32 tensor, zero-padded."""
-    starts = clip_starts(len(track), clip_samples, hop_samples)
-    clips = np.zeros((len(starts), clip_samples), dtype=np.float32)
-    for row, start in enumerate(starts):
-        piece = track[start:start + clip_samples]
-        clips[row, : len(piece)] = piece
-    return torch.from_numpy(clips)[:, None]
+    return Framing(clip_samples, hop_samples).clips(track)
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Where the clips of a track lie, and the scale their samples are given to the model at.
+
+    ``lookback_samples=None`` (the paper's layout): clip ``i`` is ``track[i*hop : i*hop + clip]``
+    for every start that keeps the clip inside the track (:func:`clip_starts`).
+
+    ``lookback_samples=b`` (the authors' dataloader.py, b = 2 s): ``len // hop`` frames, frame
+    ``i`` is ``track[i*hop - b : i*hop - b + clip]`` *with Python's slice rules*, and when that
+    slice is not a whole clip, ``track[i*hop - b:]`` left-aligned and zero-padded. So the first
+    frames (``i*hop < b``) hold the last ``b - i*hop`` samples of the song followed by zeros, and
+    the frames that run past the end are zero-padded. Training draws from all frames but the last,
+    as their ``randint(0, frame_num - 1)`` does.
+
+    ``scale`` multiplies the samples (32768 gives the int16 scale the authors read audio at);
+    ``gain`` of :meth:`clip` is a further factor (the cache's dequantisation step).
+    """
+
+    clip_samples: int
+    hop_samples: int
+    lookback_samples: Optional[int] = None
+    scale: float = 1.0
+
+    def __post_init__(self):
+        if self.clip_samples < 1 or self.hop_samples < 1:
+            raise ValueError(f"clip and hop must be at least one sample, got {self.clip_samples} "
+                             f"and {self.hop_samples}")
+        if self.lookback_samples is not None and not 0 <= self.lookback_samples < self.clip_samples:
+            raise ValueError(f"the frame look-back ({self.lookback_samples} samples) must be in "
+                             f"[0, clip length {self.clip_samples})")
+
+    def count(self, num_samples: int) -> int:
+        """Number of clips of a track of ``num_samples`` samples (at least one)."""
+        if self.lookback_samples is None:
+            return len(clip_starts(num_samples, self.clip_samples, self.hop_samples))
+        return max(1, num_samples // self.hop_samples)
+
+    def training_count(self, num_samples: int) -> int:
+        """How many of the first clips training draws from (all, or all but the last frame)."""
+        count = self.count(num_samples)
+        return count - 1 if self.lookback_samples is not None and count > 1 else count
+
+    def clip(self, track: np.ndarray, index: int, gain: float = 1.0) -> np.ndarray:
+        """Clip ``index`` of ``track`` (any numeric array) as float32, zero-padded, scaled."""
+        out = np.zeros(self.clip_samples, dtype=np.float32)
+        if self.lookback_samples is None:         # clip_starts: i * hop, or 0 for a short track
+            start = index * self.hop_samples if len(track) > self.clip_samples else 0
+            piece = track[start:start + self.clip_samples]
+        else:
+            first = index * self.hop_samples - self.lookback_samples   # negative: from the end
+            piece = track[first:first + self.clip_samples]
+            if len(piece) != self.clip_samples:
+                piece = track[first:]
+        out[: len(piece)] = piece
+        factor = gain * self.scale
+        if factor != 1.0:
+            out *= np.float32(factor)
+        return out
+
+    def clips(self, track: np.ndarray, indices: Optional[Sequence[int]] = None,
+              gain: float = 1.0) -> torch.Tensor:
+        """Clips ``indices`` (default: all) of ``track`` as a (n, 1, clip_samples) tensor."""
+        if indices is None:
+            indices = range(self.count(len(track)))
+        rows = [self.clip(track, int(i), gain) for i in indices]
+        return torch.from_numpy(np.stack(rows))[:, None]

@@ -17,28 +17,78 @@ DEMO_SETTINGS = {   # the demo's recipe on the synthetic corpus: short, fast, re
 }
 
 
+class _Off:
+    """The value of an optional setting turned off on the command line ('none')."""
+
+    def __repr__(self) -> str:
+        return "none"
+
+
+OFF = _Off()
+
+
+def _seconds_or_none(text: str):
+    """A float flag that also accepts 'none' (the setting switched off)."""
+    if text.strip().lower() in ("none", "off"):
+        return OFF
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds or 'none', got {text!r}") from None
+
+
+def _class_list(text: str) -> list:
+    """--classes: comma-separated class names, in the order of the model's outputs."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected at least two distinct comma-separated class "
+                                         f"names, got {text!r}")
+    return names
+
+
 def _add_training_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("training recipe (defaults: the paper's)")
+    group = parser.add_argument_group("training recipe (defaults: --recipe, itself 'paper' by "
+                                      "default; every value below overrides it)")
+    group.add_argument("--recipe", choices=("paper", "authors"),
+                       help="paper: the paper's text; authors: their released code (see README)")
     group.add_argument("--config", help="JSON or TOML file of training settings (flags override it)")
     group.add_argument("--model", help="mssincresnet (default), sincresnet, sincnet, melresnet")
     group.add_argument("--compact", action="store_true",
                        help="the small CPU configuration of the model (short clips, few filters)")
     group.add_argument("--backend", help="sincfb backend for the sinc layers (default auto)")
+    group.add_argument("--backbone", help="trunk initialisation: imagenet (default; torchvision's "
+                       "weights, downloaded once), random, or a local resnet18 .pth file")
     for flag, kind, text in (("--epochs", int, "number of epochs"), ("--batch-size", int, "clips per batch"),
                              ("--lr", float, "base learning rate after warm-up"),
                              ("--warmup-epochs", int, "epochs at the warm-up rate"),
                              ("--warmup-lr", float, "warm-up learning rate"),
                              ("--halve-every", int, "halve the rate every N epochs"),
+                             ("--halve-from", int, "count the halvings from this epoch (0: at N, 2N ...)"),
                              ("--weight-decay", float, "SGD weight decay"),
                              ("--momentum", float, "SGD Nesterov momentum"),
                              ("--clips-per-song", int, "random clips drawn per song and epoch"),
                              ("--clip-seconds", float, "clip length"), ("--hop-seconds", float, "clip hop"),
                              ("--gain", float, "amplitude augmentation: x U[1-g, 1+g]"),
-                             ("--noise-std", float, "noise level"), ("--workers", int, "data-loader workers"),
+                             ("--noise-std", float, "noise level"),
+                             ("--audio-scale", float, "multiply the audio by this (32768: int16 scale)"),
+                             ("--workers", int, "data-loader workers"),
                              ("--seed", int, "seed of everything random")):
         group.add_argument(flag, type=kind, help=text)
+    group.add_argument("--fixed-seconds", type=_seconds_or_none,
+                       help="stretch every file to this duration (authors: 30), or none")
+    group.add_argument("--frame-lookback-seconds", type=_seconds_or_none,
+                       help="the authors' clip layout, [hop*i - b, hop*i - b + clip) (authors: 2), "
+                       "or none for clips inside the song")
+    for flag, text in (("--song-batches", "batches of whole songs (all their clips)"),
+                       ("--spp", "spatial pyramid pooling head (paper) instead of avg pool + fc"),
+                       ("--nesterov", "Nesterov momentum")):
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
     group.add_argument("--noise", choices=("gaussian", "uniform", "none"), help="noise augmentation")
     group.add_argument("--vote", choices=("majority", "mean"), help="song decision from clips")
+    group.add_argument("--tie-break", choices=("probability", "lowest"),
+                       help="majority-vote ties: higher mean probability, or lowest class index")
+    group.add_argument("--select-on", choices=("valid", "test"),
+                       help="epoch kept as best.pt; 'test' (the authors' main.py) is optimistic")
     group.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     group.add_argument("--amp", choices=("auto", "on", "off"), help="bf16 autocast (auto: on GPU)")
 
@@ -49,6 +99,8 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", default="auto",
                         choices=("auto", "gtzan", "ismir2004", "folder", "manifest", "synthetic"))
     parser.add_argument("--cache-dir", help="where decoded audio is cached (default ~/.cache/sincfb)")
+    parser.add_argument("--cache-dtype", default="auto", choices=("auto", "float32", "int16"),
+                        help="decoded-audio storage (auto: int16 for recordings, float32 otherwise)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -71,7 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="song-level evaluation of a checkpoint")
     _add_data_flags(evaluate)
-    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--checkpoint", required=True,
+                          help="a best.pt / last.pt of training, or the authors' released .tar")
+    evaluate.add_argument("--classes", type=_class_list,
+                          help="class names of an authors' checkpoint, in output order "
+                          "(default: GTZAN's alphabetical order, an assumption)")
     evaluate.add_argument("--split", default="auto", choices=("auto", "test", "valid", "train", "all"),
                           help="auto: the checkpoint's test split on its own dataset, else all songs")
     evaluate.add_argument("--vote", choices=("majority", "mean"), default=None)
@@ -94,32 +150,48 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_from_args(args):
-    from . import compact_config
+    """The training settings: the recipe, then the --config file, then the flags."""
+    from .recipes import recipe_config
     from .train import TrainConfig
 
-    config = TrainConfig.from_file(args.config) if args.config else TrainConfig()
-    values = config.to_dict()
+    from_file = TrainConfig.read_file(args.config) if args.config else {}
+    recipe = args.recipe or from_file.get("recipe", "paper")
+    values = {**recipe_config(recipe).to_dict(), **from_file, "recipe": recipe}
     for field in values:
         flag = getattr(args, field, None)
-        if flag is not None and field not in ("model_kwargs",):
-            values[field] = flag
+        if flag is not None and field != "model_kwargs":
+            values[field] = None if flag is OFF else flag
     if args.compact:
-        kwargs = compact_config(values["model"])
-        values["sample_rate"] = kwargs.pop("sample_rate")
-        values["clip_seconds"] = kwargs.pop("clip_samples") / values["sample_rate"]
-        if args.hop_seconds is None:
-            values["hop_seconds"] = values["clip_seconds"] / 2
-        values["model_kwargs"] = {**kwargs, **values["model_kwargs"]}
+        _make_compact(values, args)
     if getattr(args, "backend", None):
-        values["model_kwargs"]["backend"] = args.backend
+        values["model_kwargs"] = {**values["model_kwargs"], "backend": args.backend}
     return TrainConfig.from_dict(values)
 
 
-def _open_corpus(args, sample_rate):
+def _make_compact(values: dict, args) -> None:
+    """The compact model and its short clips; the hop (unless given) becomes half a clip, and a
+    look-back (unless given) keeps its share of the clip."""
+    from . import compact_config
+
+    kwargs = compact_config(values["model"])
+    clip_seconds = kwargs.pop("clip_samples") / kwargs["sample_rate"]
+    values["sample_rate"] = kwargs.pop("sample_rate")
+    if args.hop_seconds is None:
+        values["hop_seconds"] = clip_seconds / 2
+    if values["frame_lookback_seconds"] is not None and args.frame_lookback_seconds is None:
+        values["frame_lookback_seconds"] *= clip_seconds / values["clip_seconds"]
+    values["clip_seconds"] = clip_seconds
+    values["model_kwargs"] = {**kwargs, **values["model_kwargs"]}
+
+
+def _open_corpus(args, config):
+    """The dataset of ``args.data``, decoded as ``config`` says (sample rate, fixed duration)."""
     from .data import load_corpus, open_tracklist
 
     tracklist = open_tracklist(args.data, "synthetic" if args.data is None else args.kind)
-    corpus = load_corpus(tracklist, sample_rate, args.cache_dir, progress=not args.no_progress)
+    corpus = load_corpus(tracklist, config.sample_rate, args.cache_dir,
+                         progress=not args.no_progress, fixed_samples=config.fixed_samples,
+                         storage=getattr(args, "cache_dtype", "auto"))
     return tracklist, corpus
 
 
@@ -133,9 +205,9 @@ def _report_failures(corpus) -> None:
 def _train_one(config, corpus, splits, out_dir, resume, progress):
     from .train import Trainer, load_checkpoint
 
-    trainer = Trainer(config, corpus, splits, out_dir, progress=progress)
     if resume:
-        trainer.resume(Path(out_dir) / "last.pt" if resume == "auto" else resume)
+        resume = Path(out_dir) / "last.pt" if resume == "auto" else resume
+    trainer = Trainer(config, corpus, splits, out_dir, progress=progress, resume_from=resume)
     trainer.fit()
     best_path = Path(out_dir) / "best.pt"
     model, _ = load_checkpoint(best_path, trainer.device)
@@ -152,12 +224,15 @@ def command_train(args) -> int:
     from .train import atomic_write_text
 
     config = _config_from_args(args)
-    tracklist, corpus = _open_corpus(args, config.sample_rate)
+    tracklist, corpus = _open_corpus(args, config)
     out = Path(args.out)
     folds = range(args.folds) if args.all_folds else [args.fold]
     reports = []
     for fold in folds:
-        splits = make_splits(_kept(tracklist, corpus), args.protocol, fold, args.folds, config.seed)
+        # Selecting on the test fold, as the authors' main.py does, leaves no use for a
+        # validation fold: like theirs, the training set is then every other fold.
+        splits = make_splits(tracklist.restricted_to(corpus.names), args.protocol, fold,
+                             args.folds, config.seed, validation=config.select_on == "valid")
         fold_dir = out / f"fold-{fold}" if args.all_folds else out
         _, report = _train_one(config, corpus, splits, fold_dir, args.resume, not args.no_progress)
         report.update(config=config.to_dict(), dataset=corpus.name, fold=fold,
@@ -176,15 +251,6 @@ def command_train(args) -> int:
         print(f"{len(reports)} folds: song accuracy {acc['mean']:.4f} ± {acc['std']:.4f}")
     _report_failures(corpus)
     return 0
-
-
-def _kept(tracklist, corpus):
-    """The track list restricted to the tracks that decoded (the corpus's order)."""
-    from .data import TrackList
-
-    by_name = {t.name: t for t in tracklist.tracks}
-    return TrackList(tracklist.name, [by_name[n] for n in corpus.names], tracklist.classes,
-                     tracklist.generated)
 
 
 def _write_confusion_figure(report, folder) -> None:
@@ -211,23 +277,26 @@ def command_evaluate(args) -> int:
     """Evaluate a checkpoint on a dataset; print the scores and write a JSON report."""
     import numpy as np
 
+    from .authors import class_order_note
     from .evaluate import predict_songs, score
     from .train import TrainConfig, atomic_write_text, load_checkpoint, resolve_device
 
     device = resolve_device(args.device)
-    _, state = load_checkpoint(args.checkpoint, "cpu")
+    _, state = load_checkpoint(args.checkpoint, "cpu", class_names=args.classes)
     config = TrainConfig.from_dict(state["config"])
-    _, corpus = _open_corpus(args, config.sample_rate)
-    model, state = load_checkpoint(args.checkpoint, device, corpus.classes)
+    _, corpus = _open_corpus(args, config)
+    model, state = load_checkpoint(args.checkpoint, device, corpus.classes, args.classes)
+    print_note(class_order_note(state))
     split = args.split
     if split == "auto":
         split = "test" if state["dataset"] == corpus.name and state["splits"]["test"] else "all"
     indices = np.arange(len(corpus)) if split == "all" else np.asarray(state["splits"][split])
-    predictions = predict_songs(model, corpus, indices, config.clip_samples, config.hop_samples,
-                                args.batch_size, device, device.type == "cuda",
-                                args.vote or config.vote, progress=not args.no_progress)
+    predictions = predict_songs(model, corpus, indices, config.framing, args.batch_size, device,
+                                device.type == "cuda", args.vote or config.vote,
+                                progress=not args.no_progress, tie_break=config.tie_break)
     report = score(predictions, corpus.classes)
     report.update(checkpoint=str(args.checkpoint), split=split, dataset=corpus.name,
+                  recipe=config.recipe, class_order=state.get("class_order", "recorded"),
                   songs_detail=[p.as_dict(corpus.classes) for p in predictions],
                   skipped_files=corpus.failures)
     out = Path(args.out) if args.out else Path(args.checkpoint).with_name("evaluation.json")
@@ -237,6 +306,12 @@ def command_evaluate(args) -> int:
           f"clip accuracy {report['clip_accuracy']:.4f}, macro F1 {report['macro_f1']:.4f} -> {out}")
     _report_failures(corpus)
     return 0
+
+
+def print_note(message) -> None:
+    """Print a note for the user on stderr (nothing for None)."""
+    if message:
+        print(f"mssincresnet: note: {message}", file=sys.stderr)
 
 
 def command_demo(args) -> int:
@@ -256,7 +331,12 @@ def command_demo(args) -> int:
                          epochs=args.epochs, batch_size=s["batch_size"], lr=s["lr"],
                          warmup_epochs=s["warmup_epochs"], warmup_lr=s["warmup_lr"],
                          halve_every=s["halve_every"], clips_per_song=s["clips_per_song"],
-                         seed=args.seed, device="cpu" if args.backend == "reference" else "auto")
+                         seed=args.seed, device="cpu" if args.backend == "reference" else "auto",
+                         # the demo's own schedule counts halvings from the end of its warm-up,
+                         # and its trunk starts random: no download, the same run as ever
+                         halve_from=s["warmup_epochs"], backbone="random", recipe="demo")
+    print("demo: the compact MS-SincResNet from a random trunk (no ImageNet weights, so it runs "
+          "offline) on a synthetic corpus; the paper's and the authors' recipes are in the README")
     tracklist = synthetic_tracklist(s["songs_per_genre"], s["song_seconds"], seed=args.seed)
     corpus = load_corpus(tracklist, sample_rate, args.cache_dir, progress=not args.no_progress)
     splits = make_splits(tracklist, "cv", fold=0, folds=s["folds"], seed=args.seed)
@@ -283,6 +363,7 @@ def main(argv=None) -> int:
     """Entry point of the ``mssincresnet`` command."""
     args = build_parser().parse_args(argv)
     from .plots import command_plot
+    from .trunk import BackboneWeightsUnavailable
     from .predict import command_predict
     handlers = {"train": command_train, "evaluate": command_evaluate, "demo": command_demo,
                 "predict": command_predict, "plot": command_plot}
@@ -291,7 +372,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted; checkpoints on disk are intact", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError) as error:   # DataError, CheckpointError, AudioError ...
+    except (ValueError, FileNotFoundError, BackboneWeightsUnavailable) as error:
+        # DataError, CheckpointError, AudioError, offline ImageNet weights ...: one clear line
         print(f"mssincresnet: error: {error}", file=sys.stderr)
         return 2
 

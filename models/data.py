@@ -3,8 +3,9 @@
 A dataset is first described as a :class:`TrackList` (files, labels, optional predefined splits),
 from GTZAN, ISMIR2004, a folder per class, a CSV manifest or the embedded synthetic corpus. It is
 then decoded once — mono, resampled — into a :class:`Corpus` whose audio lives in one memory-mapped
-float32 file per dataset, so epochs read clips without decoding anything. Files that cannot be used
-are skipped with a message naming them and counted.
+file per dataset (16-bit with a per-track step for real recordings, float32 for generated audio),
+so epochs read clips without decoding anything. Files that cannot be used are skipped with a
+message naming them and counted.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,18 +22,29 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .audio import AUDIO_EXTENSIONS, AudioError, clip_starts, cut_clips, load_audio
+from .audio import AUDIO_EXTENSIONS, AudioError, Framing, fft_resample, read_mono, resample
 
 __all__ = ["DataError", "Track", "TrackList", "Corpus", "GTZAN_GENRES", "ISMIR2004_CLASSES",
-           "gtzan", "ismir2004", "folder_per_class", "manifest", "synthetic_tracklist",
-           "open_tracklist", "stratified_folds", "make_splits", "load_corpus",
-           "RandomClipDataset", "default_cache_dir"]
+           "ISMIR2004_GENRES", "gtzan", "ismir2004", "ismir2004_class", "folder_per_class",
+           "manifest", "synthetic_tracklist", "open_tracklist", "stratified_folds", "make_splits",
+           "load_corpus", "RandomClipDataset", "default_cache_dir", "STORAGES"]
 
 GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop",
                 "reggae", "rock")
-GTZAN_CORRUPT = ("jazz.00054",)        # known unreadable in the public GTZAN release
+# Tracks that some public copies of GTZAN ship broken. They are used when they decode; when they
+# do not, the skip message explains (the file is in the fault-filtered training list).
+GTZAN_KNOWN_FAULTS = {
+    "jazz.00054": "a known fault of some GTZAN copies (the Kaggle .wav does not start with RIFF); "
+                  "the fault-filtered training split then has 442 songs instead of 443",
+}
 ISMIR2004_CLASSES = ("classical", "electronic", "jazz_blues", "metal_punk", "rock_pop", "world")
 ISMIR2004_SUBSETS = {"training": "train", "development": "valid", "evaluation": "test"}
+# The release's audio folders use the 8 original Magnatune genres; the contest merged them into
+# the 6 classes (README.txt of the release; jazz and blues share the 'jazz' folder).
+ISMIR2004_GENRES = {"classical": "classical", "electronic": "electronic", "jazz": "jazz_blues",
+                    "blues": "jazz_blues", "metal": "metal_punk", "punk": "metal_punk",
+                    "rock": "rock_pop", "pop": "rock_pop", "world": "world"}
+STORAGES = ("auto", "float32", "int16")
 
 
 class DataError(ValueError):
@@ -59,7 +72,13 @@ class TrackList:
 
     @property
     def labels(self) -> np.ndarray:
+        """The class index of every track."""
         return np.array([t.label for t in self.tracks], dtype=np.int64)
+
+    def restricted_to(self, names) -> "TrackList":
+        """The tracks named ``names`` (e.g. those of a decoded :class:`Corpus`), in that order."""
+        by_name = {t.name: t for t in self.tracks}
+        return TrackList(self.name, [by_name[n] for n in names], self.classes, self.generated)
 
 
 # --------------------------------------------------------------------------------- discovery
@@ -69,7 +88,8 @@ def _audio_files(folder: Path) -> list[Path]:
 
 def gtzan(root) -> TrackList:
     """GTZAN: ``genres/<genre>/<genre>.000NN.wav`` (or ``.au``); ``root`` may be the folder above
-    ``genres`` or ``genres`` itself. The known-corrupt ``jazz.00054`` is skipped with a warning."""
+    ``genres`` or ``genres`` itself. Every file is listed, ``jazz.00054`` included: it is skipped
+    at decoding only if it does not decode (see ``GTZAN_KNOWN_FAULTS``)."""
     root = Path(root)
     genres_dir = root / "genres" if (root / "genres").is_dir() else root
     tracks = []
@@ -77,12 +97,7 @@ def gtzan(root) -> TrackList:
         folder = genres_dir / genre
         if not folder.is_dir():
             raise DataError(f"{folder}: GTZAN genre folder missing")
-        for path in _audio_files(folder):
-            name = path.stem
-            if name in GTZAN_CORRUPT:
-                warnings.warn(f"{path}: skipping {name}, known to be corrupt in GTZAN", stacklevel=2)
-                continue
-            tracks.append(Track(path, label, name))
+        tracks.extend(Track(path, label, path.stem) for path in _audio_files(folder))
     if not tracks:
         raise DataError(f"{genres_dir}: no GTZAN audio files found")
     return TrackList("gtzan", tracks, list(GTZAN_GENRES))
@@ -98,43 +113,164 @@ def gtzan_filtered_splits() -> dict[str, str]:
     return split
 
 
-def _resolve(root: Path, subset: str, relative: str) -> Optional[Path]:
+def ismir2004_class(raw: str) -> Optional[str]:
+    """The contest class of a class or genre name as the release writes them ('jazz_blues',
+    'jazz-blues', 'jazz & blues', 'punk', 'Pop' ...), or None when it is neither."""
+    key = re.sub(r"[\s&/\-]+", "_", raw.strip().lower()).strip("_")
+    key = re.sub("_+", "_", key)
+    return key if key in ISMIR2004_CLASSES else ISMIR2004_GENRES.get(key)
+
+
+def ismir2004(root, subsets: Optional[dict] = None) -> TrackList:
+    """ISMIR 2004 genre, as released by MTG-UPF (Zenodo record 1302992).
+
+    Reads ``metadata/<subset>/tracklist.csv`` for the subsets training, development and
+    evaluation (``subsets`` maps them to splits; default train / valid / test). Each row is
+    ``class, artist, album, track, track number, file path`` (evaluation adds the Magnatune id),
+    every field quoted, no header (one is tolerated). Paths are relative to ``audio/<subset>/``
+    (absolute ones are accepted); the release's few path mismatches (an apostrophe that is an
+    underscore on disk, one name with a U+FFFD and an unpadded track number) are found anyway.
+    A class is taken from ``metadata/development/ground_truth.csv`` when that file exists and
+    names the track, else from the row's class column, else from the original-genre folder that
+    starts the path; original genres map to the 6 classes (jazz -> jazz_blues, metal and punk ->
+    metal_punk, rock and pop -> rock_pop). Missing audio files are skipped with a warning.
+    """
+    root = Path(root)
+    subsets = dict(ISMIR2004_SUBSETS if subsets is None else subsets)
+    tracks = []
+    for subset, split in subsets.items():
+        listing = root / "metadata" / subset / "tracklist.csv"
+        if not listing.is_file():
+            if subset == "training":
+                raise DataError(f"{listing}: ISMIR2004 track list missing; expected the release's "
+                                "metadata/ and audio/ folders under this root")
+            warnings.warn(f"{listing}: missing; the {split} split stays empty", stacklevel=2)
+            continue
+        tracks.extend(_ismir_subset(root, subset, split, listing))
+    if not tracks:
+        raise DataError(f"{root}: no ISMIR2004 audio files found")
+    return TrackList("ismir2004", tracks, list(ISMIR2004_CLASSES))
+
+
+def _ismir_subset(root: Path, subset: str, split: str, listing: Path) -> list[Track]:
+    rows = _ismir_rows(listing)
+    truth_file = listing.with_name("ground_truth.csv")
+    truth = _read_ground_truth(truth_file, {_file_key(r[5]) for _, r in rows}) \
+        if truth_file.is_file() else {}
+    tracks, overruled = [], 0
+    for row_number, row in rows:
+        where = f"{listing}:{row_number}"
+        label = truth.get(_file_key(row[5])) or _row_class(row, where)
+        overruled += bool(row[0]) and ismir2004_class(row[0]) not in (None, label)
+        path = _ismir_audio(root, subset, row[5])
+        if path is None:
+            warnings.warn(f"{where}: audio file {row[5]!r} not found; skipped", stacklevel=3)
+            continue
+        tracks.append(Track(path, ISMIR2004_CLASSES.index(label), f"{subset}/{row[5]}", split))
+    if overruled:
+        warnings.warn(f"{truth_file}: its class differs from the track list's for {overruled} "
+                      "tracks; the ground truth is used", stacklevel=3)
+    return tracks
+
+
+def _ismir_rows(listing: Path) -> list[tuple[int, list[str]]]:
+    """``(line number, fields)`` of a tracklist.csv, header and blank lines left out."""
+    # The one non-ASCII byte sequence of the release is a U+FFFD already; decode leniently anyway.
+    with open(listing, newline="", encoding="utf-8", errors="replace") as handle:
+        rows = [(n, [cell.strip() for cell in row]) for n, row in enumerate(csv.reader(handle), 1)
+                if any(cell.strip() for cell in row)]
+    if rows and rows[0][1][0].lower() == "class":
+        rows = rows[1:]
+    for row_number, row in rows:
+        if len(row) < 6:
+            raise DataError(f"{listing}:{row_number}: expected 6 columns (class, artist, album, "
+                            f"track, track number, file path; 7 with the evaluation set's track "
+                            f"id), got {len(row)}")
+    return rows
+
+
+def _row_class(row: list[str], where: str) -> str:
+    """The class of a tracklist row: its class column, else its path's genre folder."""
+    if row[0]:
+        label = ismir2004_class(row[0])
+        if label is None:
+            raise DataError(f"{where}: unknown class {row[0]!r}; expected one of "
+                            f"{list(ISMIR2004_CLASSES)} or an original genre {sorted(ISMIR2004_GENRES)}")
+        return label
+    folder = row[5].replace("\\", "/").split("/")[0]
+    label = ismir2004_class(folder) if "/" in row[5].replace("\\", "/") else None
+    if label is None:
+        raise DataError(f"{where}: the row has no class; for the development set put the "
+                        "release's metadata/development/ground_truth.csv beside tracklist.csv")
+    return label
+
+
+def _file_key(text: str) -> str:
+    """How a track is matched between files: its file name without folders and extension."""
+    name = text.strip().replace("\\", "/").rsplit("/", 1)[-1].lower()
+    return name[: -len(Path(name).suffix)] if Path(name).suffix in AUDIO_EXTENSIONS else name
+
+
+def _read_ground_truth(path: Path, known: set[str]) -> dict[str, str]:
+    """``{file key: class}`` from the release's ``ground_truth.csv``.
+
+    No copy of that file's layout was found, so any is accepted in which a row holds one field
+    naming the audio file (with or without folders and extension) and one field holding a class
+    or genre name, separated by commas, semicolons, tabs or spaces; other rows (a header) are
+    skipped.
+    """
+    lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+             if line.strip()]
+    delimiter = max((",", ";", "\t"), key=lambda d: sum(d in line for line in lines))
+    if not any(delimiter in line for line in lines):
+        delimiter = " "
+    labels = {}
+    for row in csv.reader(lines, delimiter=delimiter, skipinitialspace=True):
+        cells = [cell.strip() for cell in row if cell.strip()]
+        files = [c for c in cells if _file_key(c) in known or Path(c).suffix.lower() in AUDIO_EXTENSIONS]
+        classes = [ismir2004_class(c) for c in cells if c not in files and ismir2004_class(c)]
+        if files and classes:
+            labels[_file_key(files[0])] = classes[0]
+    if not labels:
+        raise DataError(f"{path}: no row names both an audio file and a class; expected rows such "
+                        "as 'artist_1_album_1_track_1.mp3,classical' (any column order)")
+    return labels
+
+
+def _ismir_audio(root: Path, subset: str, raw: str) -> Optional[Path]:
+    """The audio file a tracklist path names, relative to ``audio/<subset>/`` or absolute."""
+    text = raw.replace("\\", "/")
+    if Path(text).is_absolute():
+        if Path(text).is_file():
+            return Path(text)
+        marker = f"/audio/{subset}/"        # an absolute path from another machine: re-root it
+        if marker not in text:
+            return None
+        text = text.split(marker, 1)[1]
     for base in (root / "audio" / subset, root / "audio", root):
-        candidate = base / relative
-        if candidate.is_file():
-            return candidate
+        found = _release_file(base, text)
+        if found is not None:
+            return found
     return None
 
 
-def ismir2004(root) -> TrackList:
-    """ISMIR2004 genre: ``metadata/{training,development,evaluation}/tracklist.csv`` (class, artist,
-    album, track, track number, file path[, id]) beside the ``audio/`` tree; 6 classes; the three
-    subsets become the train / valid / test splits."""
-    root = Path(root)
-    tracks, classes = [], list(ISMIR2004_CLASSES)
-    for subset, split in ISMIR2004_SUBSETS.items():
-        listing = root / "metadata" / subset / "tracklist.csv"
-        if not listing.is_file():
-            raise DataError(f"{listing}: ISMIR2004 track list missing")
-        with open(listing, newline="", encoding="utf-8", errors="replace") as handle:
-            for row_number, row in enumerate(csv.reader(handle), start=1):
-                if not row or row[0].strip().lower() == "class":
-                    continue
-                if len(row) < 6:
-                    raise DataError(f"{listing}:{row_number}: expected 6 columns, got {len(row)}")
-                label = row[0].strip().lower().replace("-", "_").replace(" ", "_")
-                if label not in classes:
-                    raise DataError(f"{listing}:{row_number}: unknown class {row[0]!r}; "
-                                    f"expected one of {classes}")
-                path = _resolve(root, subset, row[5].strip())
-                if path is None:
-                    warnings.warn(f"{listing}:{row_number}: audio file {row[5]!r} not found; skipped",
-                                  stacklevel=2)
-                    continue
-                tracks.append(Track(path, classes.index(label), f"{subset}/{row[5].strip()}", split))
-    if not tracks:
-        raise DataError(f"{root}: no ISMIR2004 audio files found")
-    return TrackList("ismir2004", tracks, classes)
+def _release_file(base: Path, relative: str) -> Optional[Path]:
+    """``base / relative``, allowing for the release's path mismatches: an apostrophe that is an
+    underscore on disk (two training rows), or a name whose U+FFFD stands for a letter and whose
+    track number is zero-padded on disk (one evaluation row: '5-kruhov\\ufffd_objazd.mp3' is
+    '05-kruhovy_objazd.mp3')."""
+    for candidate in (relative, relative.replace("'", "_")):
+        if (base / candidate).is_file():
+            return base / candidate
+    parent, _, name = relative.rpartition("/")
+    folders = [base / p for p in dict.fromkeys((parent, parent.replace("'", "_"))) if (base / p).is_dir()]
+    if not folders:
+        return None
+    number, rest = re.match(r"(\d*)(.*)", name).groups()
+    pattern = (f"0*{int(number)}" if number else "") + "".join(
+        "." if ch == "\ufffd" else "['_]" if ch in "'_" else re.escape(ch) for ch in rest)
+    matches = [p for p in folders[0].iterdir() if p.is_file() and re.fullmatch(pattern, p.name, re.I)]
+    return matches[0] if len(matches) == 1 else None
 
 
 def folder_per_class(root) -> TrackList:
@@ -235,11 +371,13 @@ def stratified_folds(labels, folds: int = 10, seed: int = 0) -> np.ndarray:
 
 
 def make_splits(tracklist: TrackList, protocol: str = "auto", fold: int = 0, folds: int = 10,
-                seed: int = 0) -> dict[str, np.ndarray]:
+                seed: int = 0, validation: bool = True) -> dict[str, np.ndarray]:
     """Train / valid / test indices into ``tracklist.tracks``.
 
     - 'cv': stratified ``folds``-fold cross-validation; fold ``fold`` is the test set, the next
       fold the validation set (model selection never sees the test fold), the rest train;
+      ``validation=False`` trains on every other fold (the authors' main.py, which has no
+      validation split);
     - 'filtered': GTZAN's fault-filtered split; 'predefined': the dataset's own split column
       (ISMIR2004 subsets, a manifest's split); 'auto': predefined when every track has a split,
       else 'cv'.
@@ -257,8 +395,9 @@ def make_splits(tracklist: TrackList, protocol: str = "auto", fold: int = 0, fol
         if not 0 <= fold < folds:
             raise DataError(f"fold must be in [0, {folds}), got {fold}")
         assignment = stratified_folds(tracklist.labels, folds, seed)
+        valid_fold = (fold + 1) % folds if validation else -1
         splits = np.where(assignment == fold, "test",
-                          np.where(assignment == (fold + 1) % folds, "valid", "train")).tolist()
+                          np.where(assignment == valid_fold, "valid", "train")).tolist()
     else:
         raise DataError(f"unknown protocol {protocol!r}; use cv, filtered, predefined or auto")
     splits = np.array([s or "" for s in splits])
@@ -276,34 +415,51 @@ def default_cache_dir() -> Path:
 
 @dataclass
 class Corpus:
-    """Decoded audio of a dataset: every usable track as one slice of a flat float32 array."""
+    """Decoded audio of a dataset: every usable track as one slice of a flat array.
+
+    ``audio`` holds float32 samples, or int16 ones when ``steps`` is set: sample = int16 value x
+    the track's step (its peak / 32767), a 16-bit quantisation relative to each track's own peak.
+    """
 
     name: str
     classes: list[str]
     names: list[str]
     labels: np.ndarray
     splits: list[Optional[str]]
-    audio: np.ndarray                    # flat float32, often a read-only memmap
+    audio: np.ndarray                    # flat float32 or int16, often a read-only memmap
     offsets: np.ndarray                  # int64, start of each track in ``audio``
     lengths: np.ndarray                  # int64
     sample_rate: int
     failures: list[str] = field(default_factory=list)   # messages of the files skipped
+    steps: Optional[np.ndarray] = None   # float64 per track, for int16 storage
 
     def __len__(self) -> int:
         return len(self.names)
 
-    def track(self, index: int) -> np.ndarray:
-        """The samples of track ``index`` (a view)."""
+    def stored_track(self, index: int) -> tuple[np.ndarray, float]:
+        """``(stored samples (a view), factor to multiply them by)`` of track ``index``."""
         start = int(self.offsets[index])
-        return self.audio[start:start + int(self.lengths[index])]
+        samples = self.audio[start:start + int(self.lengths[index])]
+        return samples, 1.0 if self.steps is None else float(self.steps[index])
+
+    def track(self, index: int) -> np.ndarray:
+        """The float32 samples of track ``index`` (a view when stored as float32)."""
+        samples, factor = self.stored_track(index)
+        return samples if self.steps is None else samples.astype(np.float32) * np.float32(factor)
 
     def clips(self, index: int, clip_samples: int, hop_samples: int) -> torch.Tensor:
-        """Every clip of track ``index``: (num_clips, 1, clip_samples)."""
-        return cut_clips(self.track(index), clip_samples, hop_samples)
+        """Every clip of track ``index``: (num_clips, 1, clip_samples), the paper's layout."""
+        return self.framed_clips(index, Framing(clip_samples, hop_samples))
+
+    def framed_clips(self, index: int, framing: Framing) -> torch.Tensor:
+        """Every clip of track ``index`` as ``framing`` lays them out (and scales them)."""
+        samples, factor = self.stored_track(index)
+        return framing.clips(samples, gain=factor)
 
 
-def _cache_key(tracklist: TrackList, sample_rate: int) -> str:
-    digest = hashlib.sha1(f"v1|{sample_rate}|{tracklist.name}|{tracklist.generated}".encode())
+def _cache_key(tracklist: TrackList, sample_rate: int, fixed_samples, storage: str) -> str:
+    digest = hashlib.sha1(f"v2|{sample_rate}|{fixed_samples}|{storage}|{tracklist.name}|"
+                          f"{tracklist.generated}".encode())
     for track in tracklist.tracks:
         digest.update(f"|{track.name}|{track.label}".encode())
         if track.path is not None:
@@ -312,8 +468,9 @@ def _cache_key(tracklist: TrackList, sample_rate: int) -> str:
     return digest.hexdigest()[:16]
 
 
-def _decode_all(tracklist: TrackList, sample_rate: int, progress: bool):
-    """Yield ``(track, samples or None, failure message or None)`` for every track."""
+def _decode_all(tracklist: TrackList, sample_rate: int, progress: bool, fixed_samples=None):
+    """Yield ``(track, samples or None, failure message or None, duration ratio)`` per track;
+    the ratio is the file's duration over the fixed duration (1 when the duration is kept)."""
     if tracklist.generated:
         from .synthetic import GENRES, synthesize_song
 
@@ -321,13 +478,22 @@ def _decode_all(tracklist: TrackList, sample_rate: int, progress: bool):
         for track in _progress(tracklist.tracks, "synthesising", progress):
             index = int(track.name.rsplit(".", 1)[1])
             rng = np.random.default_rng([params["seed"], track.label, index])
-            yield track, synthesize_song(GENRES[track.label], params["seconds"], sample_rate, rng), None
+            song = synthesize_song(GENRES[track.label], params["seconds"], sample_rate, rng)
+            yield track, song if fixed_samples is None else fft_resample(song, fixed_samples), \
+                None, 1.0 if fixed_samples is None else len(song) / fixed_samples
         return
     for track in _progress(tracklist.tracks, "decoding", progress):
         try:
-            yield track, load_audio(track.path, sample_rate), None
+            mono, rate = read_mono(track.path)
         except AudioError as error:
-            yield track, None, str(error)
+            known = GTZAN_KNOWN_FAULTS.get(track.name) if tracklist.name == "gtzan" else None
+            yield track, None, f"{error}; {known}" if known else str(error), 1.0
+            continue
+        if fixed_samples is None:
+            yield track, resample(mono, rate, sample_rate), None, 1.0
+        else:
+            yield track, fft_resample(mono, fixed_samples), None, \
+                len(mono) / rate / (fixed_samples / sample_rate)
 
 
 def _progress(items, description, enabled):
@@ -338,82 +504,142 @@ def _progress(items, description, enabled):
     return tqdm(items, desc=description, unit="track", leave=False)
 
 
+def _storage(tracklist: TrackList, storage: str, fixed_samples) -> str:
+    """'auto': int16 for recordings kept at their real length (full songs: half the disk of
+    float32, and 16 bits relative to each track's peak is below any augmentation noise); float32
+    for generated audio and for fixed-length decodes (30-s clips: small, and as the authors'
+    float tensors)."""
+    if storage not in STORAGES:
+        raise DataError(f"cache storage must be one of {STORAGES}, got {storage!r}")
+    if storage != "auto":
+        return storage
+    return "float32" if tracklist.generated or fixed_samples else "int16"
+
+
+def _quantise(samples: np.ndarray) -> tuple[np.ndarray, float]:
+    """int16 values and the step that restores the samples (peak / 32767)."""
+    peak = float(np.abs(samples).max()) if len(samples) else 0.0
+    step = peak / 32767 if peak > 0 else 1.0
+    return np.round(np.asarray(samples, dtype=np.float64) / step).astype(np.int16), step
+
+
 def load_corpus(tracklist: TrackList, sample_rate: int = 16000, cache_dir=None,
-                progress: bool = True, use_cache: bool = True) -> Corpus:
+                progress: bool = True, use_cache: bool = True, fixed_samples: Optional[int] = None,
+                storage: str = "auto") -> Corpus:
     """Decode (or reuse the cached decode of) every track of ``tracklist``.
 
-    The cache is ``<cache_dir>/<name>-<key>.f32`` (raw float32) with a ``.json`` index, keyed on the
-    file list, sizes, modification times and sample rate; both are written to temporary names and
-    renamed into place, so an interrupted decode never leaves a corrupt cache. Unusable files are
-    skipped, warned about by name, and listed in ``Corpus.failures``.
+    ``fixed_samples`` stretches every file to exactly that many samples (the authors' loader:
+    30 s at 16 kHz) instead of resampling it at its real length; ``storage`` is 'float32',
+    'int16' or 'auto' (see :func:`_storage`). The cache is ``<cache_dir>/<name>-<key>.f32`` or
+    ``.i16`` with a ``.json`` index, keyed on the file list, sizes, modification times, sample
+    rate, decoding and storage; both are written to temporary names, flushed and renamed into
+    place, so an interrupted decode never leaves a corrupt cache. Unusable files are skipped,
+    warned about by name, and listed in ``Corpus.failures``.
     """
+    storage = _storage(tracklist, storage, fixed_samples)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = _cache_key(tracklist, sample_rate)
-    stem = cache_dir / f"{tracklist.name}-{key}"
+    stem = cache_dir / f"{tracklist.name}-{_cache_key(tracklist, sample_rate, fixed_samples, storage)}"
+    suffix = ".i16" if storage == "int16" else ".f32"
     if use_cache and stem.with_suffix(".json").is_file():
         corpus = _read_cache(stem, tracklist)
         if corpus is not None:
             return corpus
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp_audio = stem.with_suffix(f".f32.tmp{os.getpid()}")
-    kept, lengths, failures = [], [], []
+    index = _write_audio(tracklist, sample_rate, progress, fixed_samples, storage,
+                         stem.with_suffix(suffix))
+    index.update(classes=tracklist.classes, sample_rate=sample_rate, storage=storage)
+    _atomic_write(stem.with_suffix(".json"), json.dumps(index).encode())
+    return _read_cache(stem, tracklist)
+
+
+def _write_audio(tracklist, sample_rate, progress, fixed_samples, storage, path: Path) -> dict:
+    """Decode every track into ``path`` (atomically); returns the index of what was kept."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    kept, lengths, steps, failures, stretched = [], [], [], [], 0
     try:
-        with open(tmp_audio, "wb") as sink:
-            for track, samples, failure in _decode_all(tracklist, sample_rate, progress):
+        with open(tmp, "wb") as sink:
+            for track, samples, failure, ratio in _decode_all(tracklist, sample_rate, progress,
+                                                              fixed_samples):
                 if failure:
-                    warnings.warn(f"skipping {failure}", stacklevel=2)
+                    warnings.warn(f"skipping {failure}", stacklevel=3)
                     failures.append(failure)
                     continue
-                sink.write(np.ascontiguousarray(samples, dtype=np.float32).tobytes())
+                if storage == "int16":
+                    samples, step = _quantise(samples)
+                    steps.append(step)
+                sink.write(np.ascontiguousarray(samples, dtype=samples.dtype).tobytes())
                 kept.append(track)
                 lengths.append(len(samples))
+                stretched += abs(ratio - 1) > 0.05
+            sink.flush()
+            os.fsync(sink.fileno())
         if not kept:
             raise DataError(f"{tracklist.name}: none of the {len(tracklist.tracks)} files could be "
                             f"used; first problem: {failures[0] if failures else 'none'}")
-        os.replace(tmp_audio, stem.with_suffix(".f32"))
+        os.replace(tmp, path)
     finally:
-        tmp_audio.unlink(missing_ok=True)
-    index = {"names": [t.name for t in kept], "labels": [t.label for t in kept],
-             "splits": [t.split for t in kept], "lengths": lengths, "classes": tracklist.classes,
-             "sample_rate": sample_rate, "failures": failures}
-    tmp_index = stem.with_suffix(f".json.tmp{os.getpid()}")
-    tmp_index.write_text(json.dumps(index))
-    os.replace(tmp_index, stem.with_suffix(".json"))
-    return _read_cache(stem, tracklist)
+        tmp.unlink(missing_ok=True)
+    if stretched:
+        warnings.warn(f"{stretched} of {len(kept)} tracks differ from the fixed duration of "
+                      f"{fixed_samples / sample_rate:g} s by more than 5 %; resampling them to that "
+                      "length (the authors' GTZAN loader) changes their speed and pitch. Pass "
+                      "--fixed-seconds none to keep their real durations", stacklevel=3)
+    return {"names": [t.name for t in kept], "labels": [t.label for t in kept],
+            "splits": [t.split for t in kept], "lengths": lengths, "failures": failures,
+            "steps": steps or None}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _read_cache(stem: Path, tracklist: TrackList) -> Optional[Corpus]:
     try:
         index = json.loads(stem.with_suffix(".json").read_text())
         lengths = np.array(index["lengths"], dtype=np.int64)
-        audio = np.memmap(stem.with_suffix(".f32"), dtype=np.float32, mode="r")
-    except (OSError, ValueError, KeyError):
+        int16 = index["storage"] == "int16"
+        audio = np.memmap(stem.with_suffix(".i16" if int16 else ".f32"),
+                          dtype=np.int16 if int16 else np.float32, mode="r")
+        steps = np.array(index["steps"], dtype=np.float64) if int16 else None
+    except (OSError, ValueError, KeyError, TypeError):
         return None                      # unreadable cache: decode again
-    if audio.shape[0] != int(lengths.sum()):
+    if audio.shape[0] != int(lengths.sum()) or (int16 and len(steps) != len(lengths)):
         return None
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     return Corpus(tracklist.name, index["classes"], index["names"],
                   np.array(index["labels"], dtype=np.int64), index["splits"], audio, offsets,
-                  lengths, index["sample_rate"], index["failures"])
+                  lengths, index["sample_rate"], index["failures"], steps)
 
 
 # ----------------------------------------------------------------------------- clip sampling
 class RandomClipDataset(torch.utils.data.Dataset):
-    """Training clips: each epoch draws ``clips_per_song`` random hop-aligned clips of every song,
-    with the paper's augmentation (gain ``U[1 - gain, 1 + gain]`` and additive noise).
+    """Training clips: each epoch draws ``clips_per_song`` random clips of every song (with
+    replacement), with the paper's augmentation (gain ``U[1 - gain, 1 + gain]`` and additive
+    noise, both applied after ``scale``).
 
-    Every random choice comes from a generator seeded by ``(seed, epoch, item)``, so an epoch's
-    clips are the same whatever the number of workers and after a resume. Items are
-    ``(clip (1, clip_samples) float32, label int)``.
+    ``lookback_samples`` and ``scale`` choose the clip layout and sample scale (see
+    :class:`models.audio.Framing`; None and 1.0: the paper's). Every random choice comes from a
+    generator seeded by ``(seed, epoch, item)``, so an epoch's clips are the same whatever the
+    number of workers and after a resume. Items are ``(clip (1, clip_samples) float32, label)``.
     """
 
     def __init__(self, corpus: Corpus, indices, clip_samples: int, hop_samples: int,
                  clips_per_song: int = 4, seed: int = 0, gain: float = 0.1,
-                 noise_std: float = 0.02, noise: str = "gaussian"):
+                 noise_std: float = 0.02, noise: str = "gaussian",
+                 lookback_samples: Optional[int] = None, scale: float = 1.0):
         if noise not in ("gaussian", "uniform", "none"):
             raise ValueError(f"noise must be gaussian, uniform or none, got {noise!r}")
         self.corpus, self.indices = corpus, np.asarray(indices, dtype=np.int64)
-        self.clip_samples, self.hop_samples = clip_samples, hop_samples
+        self.framing = Framing(clip_samples, hop_samples, lookback_samples, scale)
+        self.clip_samples = clip_samples
         self.clips_per_song, self.seed = clips_per_song, seed
         self.gain, self.noise_std, self.noise = gain, noise_std, noise
         self.epoch = 0
@@ -428,12 +654,9 @@ class RandomClipDataset(torch.utils.data.Dataset):
     def __getitem__(self, item: int):
         song = int(self.indices[item // self.clips_per_song])
         rng = np.random.default_rng([self.seed, self.epoch, item])
-        track = self.corpus.track(song)
-        starts = clip_starts(len(track), self.clip_samples, self.hop_samples)
-        start = starts[int(rng.integers(len(starts)))]
-        clip = np.zeros(self.clip_samples, dtype=np.float32)
-        piece = track[start:start + self.clip_samples]
-        clip[: len(piece)] = piece
+        samples, factor = self.corpus.stored_track(song)
+        choice = int(rng.integers(self.framing.training_count(len(samples))))
+        clip = self.framing.clip(samples, choice, factor)
         clip *= rng.uniform(1 - self.gain, 1 + self.gain)
         if self.noise == "gaussian":
             clip += rng.normal(0.0, self.noise_std, self.clip_samples).astype(np.float32)

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["SongPrediction", "classify_clips", "vote", "predict_songs", "score", "aggregate_folds"]
+from .audio import Framing
+
+__all__ = ["SongPrediction", "classify_clips", "vote", "predict_songs", "score", "aggregate_folds",
+           "TIE_BREAKS"]
+
+TIE_BREAKS = ("probability", "lowest")
 
 
 @dataclass
@@ -56,12 +61,16 @@ def classify_clips(model, clips: torch.Tensor, batch_size: int = 32, device=None
     return torch.cat(outputs)
 
 
-def vote(probabilities: torch.Tensor, method: str = "majority"):
+def vote(probabilities: torch.Tensor, method: str = "majority", tie_break: str = "probability"):
     """``(winner, confidence, vote_shares, mean_probabilities)`` for one song's clip probabilities.
 
-    'majority': the class most clips pick (ties go to the higher mean probability);
-    'mean': the class with the highest mean probability.
+    'majority': the class most clips pick; a tie goes to the higher mean probability
+    (``tie_break='probability'``) or to the lowest class index (``'lowest'``, the ``np.argmax``
+    of the vote counts in the authors' main.py). 'mean': the class with the highest mean
+    probability.
     """
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
     probs = probabilities.double().numpy()
     classes = probs.shape[1]
     picks = probs.argmax(1)
@@ -69,7 +78,7 @@ def vote(probabilities: torch.Tensor, method: str = "majority"):
     mean = probs.mean(0)
     if method == "majority":
         tied = np.flatnonzero(shares == shares.max())
-        winner = int(tied[np.argmax(mean[tied])])
+        winner = int(tied[0] if tie_break == "lowest" else tied[np.argmax(mean[tied])])
         return winner, float(shares[winner]), shares, mean
     if method == "mean":
         winner = int(mean.argmax())
@@ -77,19 +86,19 @@ def vote(probabilities: torch.Tensor, method: str = "majority"):
     raise ValueError(f"vote must be 'majority' or 'mean', got {method!r}")
 
 
-def predict_songs(model, corpus, indices, clip_samples: int, hop_samples: int,
-                  batch_size: int = 32, device=None, amp: bool = False, method: str = "majority",
-                  progress: bool = False) -> list[SongPrediction]:
-    """Classify every clip of each song ``indices`` of ``corpus`` and vote per song."""
+def predict_songs(model, corpus, indices, framing: Framing, batch_size: int = 32, device=None,
+                  amp: bool = False, method: str = "majority", progress: bool = False,
+                  tie_break: str = "probability") -> list[SongPrediction]:
+    """Classify every clip (``framing``) of each song ``indices`` of ``corpus``; vote per song."""
     iterator = indices
     if progress:
         from tqdm.auto import tqdm
         iterator = tqdm(indices, desc="evaluating", unit="song", leave=False)
     results = []
     for index in iterator:
-        probabilities = classify_clips(model, corpus.clips(int(index), clip_samples, hop_samples),
+        probabilities = classify_clips(model, corpus.framed_clips(int(index), framing),
                                        batch_size, device, amp)
-        winner, confidence, shares, mean = vote(probabilities, method)
+        winner, confidence, shares, mean = vote(probabilities, method, tie_break)
         results.append(SongPrediction(corpus.names[int(index)], int(corpus.labels[int(index)]),
                                       winner, confidence, shares, mean,
                                       probabilities.argmax(1).numpy()))

@@ -18,7 +18,7 @@ __all__ = ["MSSincResNet", "SincResNet"]
 class MSSincResNet(AudioClassifier):
     """Multi-scale SincNet front-end + ResNet-18, classifying clips of raw audio.
 
-    ``layerNorm`` (LayerNorm over the clip's samples) -> three :class:`sincfb.FusedSincFilterbank`
+    ``layerNorm`` (LayerNorm over the clip's samples, weight and bias of shape (1, N)) -> three :class:`sincfb.FusedSincFilterbank`
     banks ``sincNet1..3`` (K filters of lengths ``kernel_sizes``, each sinc conv -> BatchNorm ->
     ReLU -> adaptive average pool to ``pool_bins``) -> stacked into a (B, 3, K, P) image ->
     ``resnet``: torchvision ResNet-18 (``resnet.model``) and its head (see :class:`ResNetTrunk`).
@@ -58,8 +58,10 @@ class MSSincResNet(AudioClassifier):
         self.kernel_sizes = kernel_sizes
         self.pool_bins, self.sample_rate, self.clip_samples = pool_bins, sample_rate, clip_samples
         self.spp = bool(spp)
-        # Attribute names follow the authors' code so their state-dict keys match ours.
-        self.layerNorm = nn.LayerNorm(clip_samples)
+        # Attribute names and shapes follow the authors' code (``nn.LayerNorm([1, 48000])``), so
+        # their state dict loads with strict=True; older project checkpoints hold (N,) tensors.
+        self.layerNorm = nn.LayerNorm([1, clip_samples])
+        self.layerNorm.register_load_state_dict_pre_hook(_accept_flat_layer_norm)
         for i, length in enumerate(kernel_sizes, start=1):
             self.add_module(f"sincNet{i}", FusedSincFilterbank(
                 num_filters, length, sample_rate, pool_bins, min_low_hz, min_band_hz,
@@ -116,6 +118,15 @@ class SincResNet(MSSincResNet):
                          spp, backbone_weights, backend, precision, clip_samples, hidden, dropout,
                          min_low_hz, min_band_hz)
         self.kernel_size = kernel_size
+
+
+def _accept_flat_layer_norm(module, state_dict, prefix, *_) -> None:
+    """Load hook: view a (N,) LayerNorm weight or bias (project checkpoints written before the
+    LayerNorm took the authors' (1, N) shape) as (1, N)."""
+    for name in ("weight", "bias"):
+        value = state_dict.get(prefix + name)
+        if value is not None and tuple(value.shape) == tuple(module.normalized_shape[-1:]):
+            state_dict[prefix + name] = value.view(module.normalized_shape)
 
 
 def _check_front_end(num_classes, kernel_sizes, num_filters, pool_bins, sample_rate,

@@ -19,7 +19,7 @@ from typing import Iterable, Optional, Union
 import numpy as np
 import torch
 
-from .audio import AUDIO_EXTENSIONS, AudioError, clip_starts, load_audio
+from .audio import AUDIO_EXTENSIONS, AudioError, Framing, load_audio
 
 __all__ = ["FileResult", "Classifier", "load_classifier", "prepare_for_inference",
            "find_audio_files", "classify",
@@ -64,6 +64,14 @@ class Classifier:
     vote: str
     device: torch.device
     checkpoint: str
+    framing: Optional[Framing] = None      # default: the paper's clips of clip/hop samples
+    fixed_samples: Optional[int] = None    # files stretched to this length (authors' recipe)
+    tie_break: str = "probability"
+    note: Optional[str] = None             # what the user should know (an assumed class order)
+
+    def __post_init__(self):
+        if self.framing is None:
+            self.framing = Framing(self.clip_samples, self.hop_samples)
 
 
 def prepare_for_inference(model: torch.nn.Module, device) -> torch.nn.Module:
@@ -104,19 +112,23 @@ def _fold_resnet_batch_norms(resnet) -> None:
 
 
 def load_classifier(checkpoint, device: Union[str, torch.device] = "auto",
-                    backend: Optional[str] = "auto") -> Classifier:
-    """Load ``checkpoint`` (a path written by the trainer) for inference on ``device``
-    (:func:`prepare_for_inference`).
+                    backend: Optional[str] = "auto", classes: Optional[list] = None) -> Classifier:
+    """Load ``checkpoint`` (a path written by the trainer, or the authors' released ``.tar``)
+    for inference on ``device`` (:func:`prepare_for_inference`), with the recipe it records
+    (the authors' for theirs: int16 scale, files stretched to 30 s, 60 frames, ties to the
+    lowest index).
 
     ``backend``: the sincfb backend of the sinc banks. 'auto' (default) picks the fastest one for
     the device, because the backend recorded at training time may not run here (a Triton-trained
-    checkpoint on a CPU); None keeps the recorded one. Raises ``CheckpointError`` (a ValueError)
-    for a missing or foreign file.
+    checkpoint on a CPU); None keeps the recorded one. ``classes``: the class names of an authors'
+    checkpoint (default: GTZAN's order, assumed). Raises ``CheckpointError`` (a ValueError) for a
+    missing or foreign file.
     """
+    from .authors import class_order_note
     from .train import TrainConfig, load_checkpoint, resolve_device
 
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    model, state = load_checkpoint(checkpoint, device)
+    model, state = load_checkpoint(checkpoint, device, class_names=classes)
     if backend is not None:
         for module in model.modules():
             if hasattr(module, "resolved_backend"):      # every sincfb.FusedSincFilterbank
@@ -124,7 +136,8 @@ def load_classifier(checkpoint, device: Union[str, torch.device] = "auto",
     config = TrainConfig.from_dict(state["config"])
     return Classifier(prepare_for_inference(model, device), list(state["classes"]),
                       config.sample_rate, config.clip_samples, config.hop_samples, config.vote,
-                      device, str(checkpoint))
+                      device, str(checkpoint), config.framing, config.fixed_samples,
+                      config.tie_break, class_order_note(state))
 
 
 def find_audio_files(paths: Iterable) -> tuple[list[Path], list[FileResult]]:
@@ -164,30 +177,22 @@ def classify_track(classifier: Classifier, track: np.ndarray, batch_size: int = 
     from .evaluate import classify_clips, vote
 
     c = classifier
-    starts = clip_starts(len(track), c.clip_samples, c.hop_samples)
+    count = c.framing.count(len(track))
     amp = c.device.type == "cuda"          # bf16 on GPUs, as evaluation does
     probabilities = []
-    for first in range(0, len(starts), batch_size):
-        batch = _clips_at(track, starts[first:first + batch_size], c.clip_samples)
+    for first in range(0, count, batch_size):
+        batch = c.framing.clips(track, range(first, min(count, first + batch_size)))
         probabilities.append(classify_clips(c.model, batch, batch_size, c.device, amp))
-    winner, confidence, shares, mean = vote(torch.cat(probabilities), vote_method or c.vote)
-    return winner, confidence, shares, mean, len(starts)
-
-
-def _clips_at(track: np.ndarray, starts: list[int], clip_samples: int) -> torch.Tensor:
-    """The clips beginning at ``starts`` as (n, 1, clip_samples), zero-padded past the end."""
-    clips = np.zeros((len(starts), clip_samples), dtype=np.float32)
-    for row, start in enumerate(starts):
-        piece = track[start:start + clip_samples]
-        clips[row, : len(piece)] = piece
-    return torch.from_numpy(clips)[:, None]
+    winner, confidence, shares, mean = vote(torch.cat(probabilities), vote_method or c.vote,
+                                            c.tie_break)
+    return winner, confidence, shares, mean, count
 
 
 def classify_file(classifier: Classifier, path, batch_size: int = 32,
                   vote_method: Optional[str] = None) -> FileResult:
     """Decode, classify and vote one file; an unusable file gives a result with ``error``."""
     try:
-        track = load_audio(path, classifier.sample_rate)
+        track = load_audio(path, classifier.sample_rate, fixed_samples=classifier.fixed_samples)
     except AudioError as error:             # the message already names the file
         return FileResult(str(path), error=str(error))
     except OSError as error:                # e.g. permission denied, a vanished file
@@ -264,9 +269,10 @@ def _csv(results: list[FileResult], classes: list) -> str:
 
 
 def format_results(results: list[FileResult], fmt: str = "table", classes=None,
-                   checkpoint: Optional[str] = None) -> str:
+                   checkpoint: Optional[str] = None, note: Optional[str] = None) -> str:
     """Render results as 'table', 'json' or 'csv'. Table and CSV hold the classified files only;
-    the JSON object also lists the skipped files with their errors."""
+    the JSON object also lists the skipped files with their errors, and ``note`` (e.g. that an
+    authors' checkpoint's class order was assumed) when there is one."""
     done = [r for r in results if r.ok]
     classes = list(classes or (done[0].vote_shares if done else []))
     if fmt == "table":
@@ -277,6 +283,8 @@ def format_results(results: list[FileResult], fmt: str = "table", classes=None,
         payload = {"checkpoint": checkpoint, "classes": classes,
                    "results": [r.as_dict() for r in done],
                    "skipped": [{"path": r.path, "error": r.error} for r in results if not r.ok]}
+        if note:
+            payload["note"] = note
         return json.dumps(payload, indent=1) + "\n"
     raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
 
@@ -284,11 +292,17 @@ def format_results(results: list[FileResult], fmt: str = "table", classes=None,
 # ------------------------------------------------------------------------------- command line
 def add_predict_parser(commands) -> None:
     """Add the ``predict`` sub-command to the ``mssincresnet`` sub-parsers."""
+    from .cli import _class_list
+
     p = commands.add_parser("predict", help="classify audio files or folders with a checkpoint",
                             description="Classify every audio file given (folders are searched "
                             "recursively): genre, confidence and vote shares over its clips.")
     p.add_argument("paths", nargs="+", metavar="FILES_OR_FOLDERS")
-    p.add_argument("--checkpoint", required=True, help="a best.pt / last.pt written by training")
+    p.add_argument("--checkpoint", required=True,
+                   help="a best.pt / last.pt written by training, or the authors' released .tar")
+    p.add_argument("--classes", type=_class_list,
+                   help="class names of an authors' checkpoint, in output order (default: "
+                   "GTZAN's alphabetical order, an assumption)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
     p.add_argument("--output", help="write the results to this file instead of stdout")
     p.add_argument("--batch-size", type=int, default=32, help="clips per forward pass (memory)")
@@ -307,9 +321,13 @@ def command_predict(args) -> int:
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    classifier = load_classifier(args.checkpoint, args.device)
+    from .cli import print_note
+
+    classifier = load_classifier(args.checkpoint, args.device, classes=args.classes)
+    print_note(classifier.note)
     results = classify(args.paths, classifier, args.batch_size, vote=args.vote, progress=True)
-    text = format_results(results, args.format, classifier.classes, str(args.checkpoint))
+    text = format_results(results, args.format, classifier.classes, str(args.checkpoint),
+                          classifier.note)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.output, text)

@@ -1,4 +1,4 @@
-"""Training MS-SincResNet and its baselines with the paper's recipe (DESIGN.md §1).
+"""Training MS-SincResNet and its baselines with the paper's or the authors' recipe (models.recipes).
 
 SGD with Nesterov momentum and weight decay; a few warm-up epochs at a tiny learning rate, then the
 base rate halved at a fixed period; each epoch draws a few random clips per song with gain and noise
@@ -28,13 +28,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .audio import Framing
 from .data import Corpus, RandomClipDataset
-from .evaluate import predict_songs, score
+from .evaluate import TIE_BREAKS, predict_songs, score
 
 __all__ = ["TrainConfig", "Trainer", "atomic_torch_save", "atomic_write_text", "build_from_config",
            "load_checkpoint", "CheckpointError", "learning_rate"]
 
 CHECKPOINT_FORMAT = "sincfb-genre/1"
+AUTHORS_FORMAT = "authors-release"       # a checkpoint of the authors' main.py / demo.py
 
 
 class _StopRequested(Exception):
@@ -47,33 +49,63 @@ class CheckpointError(ValueError):
 
 @dataclass
 class TrainConfig:
-    """Every setting of a training run; the defaults are the paper's recipe."""
+    """Every setting of a training run; the defaults are the ``paper`` recipe (see
+    :mod:`models.recipes` for both recipes and the source of every value)."""
 
     model: str = "mssincresnet"
     model_kwargs: dict = field(default_factory=dict)
+    recipe: str = "paper"             # the recipe these settings started from (a record)
     sample_rate: int = 16000
     clip_seconds: float = 3.0
     hop_seconds: float = 0.5
-    epochs: int = 150
-    batch_size: int = 24
+    epochs: int = 200
+    batch_size: int = 24              # clips per batch
+    song_batches: bool = False        # True: each batch holds whole songs (all their clips)
     clips_per_song: int = 4
     lr: float = 0.005
     warmup_epochs: int = 5
     warmup_lr: float = 1e-5
     halve_every: int = 30
+    halve_from: int = 0               # halvings at halve_from + k * halve_every, k >= 1
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 1e-4
     gain: float = 0.1                 # amplitude x U[1 - gain, 1 + gain]
     noise_std: float = 0.02
-    noise: str = "gaussian"           # the authors' code: 'uniform' with noise_std 0.01
+    noise: str = "gaussian"           # 'gaussian', 'uniform' (U[-noise_std, noise_std]), 'none'
+    audio_scale: float = 1.0          # samples are given to the model x this (32768: int16 scale)
+    fixed_seconds: Optional[float] = None          # stretch every file to this duration
+    frame_lookback_seconds: Optional[float] = None  # None: the paper's clips; 2.0: the authors'
+    spp: bool = True                  # ResNet models: SPP head (paper) or avg pool + fc (authors)
+    backbone: str = "imagenet"        # trunk initialisation: 'imagenet', 'random' or a .pth path
     vote: str = "majority"
+    tie_break: str = "probability"    # majority ties: higher mean probability, or 'lowest' index
+    select_on: str = "valid"          # the epoch kept as best.pt: 'valid', or 'test' (optimistic)
     eval_batch_size: int = 32
     workers: int = 0
     device: str = "auto"
     amp: str = "auto"                 # bf16 autocast: 'auto' (on CUDA), 'on', 'off'
     channels_last: str = "auto"
     seed: int = 0
+
+    def __post_init__(self):
+        for name, allowed in (("noise", ("gaussian", "uniform", "none")),
+                              ("vote", ("majority", "mean")), ("tie_break", TIE_BREAKS),
+                              ("select_on", ("valid", "test"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("audio_scale", "clip_seconds", "hop_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.fixed_seconds is not None and not self.fixed_seconds > 0:
+            raise ValueError(f"fixed_seconds must be positive or None, got {self.fixed_seconds!r}")
+        if self.song_batches and self.batch_size % self.clips_per_song:
+            raise ValueError(f"with song_batches, batch_size ({self.batch_size}) must be a multiple "
+                             f"of clips_per_song ({self.clips_per_song})")
+        lookback = self.frame_lookback_seconds
+        if lookback is not None and not 0 <= lookback < self.clip_seconds:
+            raise ValueError(f"frame_lookback_seconds must be in [0, clip_seconds = "
+                             f"{self.clip_seconds}) or None, got {lookback!r}")
 
     @property
     def clip_samples(self) -> int:
@@ -83,16 +115,32 @@ class TrainConfig:
     def hop_samples(self) -> int:
         return int(round(self.hop_seconds * self.sample_rate))
 
-    @classmethod
-    def from_file(cls, path) -> "TrainConfig":
-        """Read a JSON or TOML file of fields (unknown keys are an error)."""
+    @property
+    def fixed_samples(self) -> Optional[int]:
+        """Samples every file is stretched to at decoding, or None (real durations)."""
+        return None if self.fixed_seconds is None else int(round(self.fixed_seconds * self.sample_rate))
+
+    @property
+    def framing(self) -> Framing:
+        """Where the clips of a song lie and the scale the model sees them at."""
+        lookback = self.frame_lookback_seconds
+        return Framing(self.clip_samples, self.hop_samples,
+                       None if lookback is None else int(round(lookback * self.sample_rate)),
+                       self.audio_scale)
+
+    @staticmethod
+    def read_file(path) -> dict:
+        """The settings of a JSON or TOML file, as a dict (not checked)."""
         path = Path(path)
         if path.suffix == ".toml":
             import tomllib
-            values = tomllib.loads(path.read_text())
-        else:
-            values = json.loads(path.read_text())
-        return cls.from_dict(values)
+            return tomllib.loads(path.read_text())
+        return json.loads(path.read_text())
+
+    @classmethod
+    def from_file(cls, path) -> "TrainConfig":
+        """Read a JSON or TOML file of fields (unknown keys are an error)."""
+        return cls.from_dict(cls.read_file(path))
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -108,10 +156,12 @@ class TrainConfig:
 
 
 def learning_rate(config: TrainConfig, epoch: int) -> float:
-    """Warm-up rate for the first ``warmup_epochs``, then ``lr`` halved every ``halve_every``."""
+    """The rate of (0-based) ``epoch``: ``warmup_lr`` for the first ``warmup_epochs``, then ``lr``
+    halved at epochs ``halve_from + k * halve_every`` (k >= 1). With ``halve_from=0`` that is
+    30, 60, ... as in the authors' main.py (``epoch % 30 == 0``)."""
     if epoch < config.warmup_epochs:
         return config.warmup_lr
-    return config.lr * 0.5 ** ((epoch - config.warmup_epochs) // max(1, config.halve_every))
+    return config.lr * 0.5 ** (max(0, epoch - config.halve_from) // max(1, config.halve_every))
 
 
 # ------------------------------------------------------------------------------ persistence
@@ -161,25 +211,37 @@ def _sigint_deferred():
 
 
 def build_from_config(name: str, num_classes: int, model_kwargs: dict, sample_rate: int,
-                      clip_samples: int):
-    """Instantiate a model of the models package, passing the clip geometry where it is accepted."""
+                      clip_samples: int, spp: Optional[bool] = None,
+                      backbone: Optional[str] = None):
+    """Instantiate a model of the models package, passing the clip geometry, the head (``spp``)
+    and the trunk initialisation (``backbone``: 'imagenet', 'random', a path or None = random)
+    where the model accepts them and ``model_kwargs`` does not set them."""
     from . import build_model, MODELS
 
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
     accepted = inspect.signature(MODELS[name]).parameters
     kwargs = dict(model_kwargs)
-    for key, value in (("sample_rate", sample_rate), ("clip_samples", clip_samples)):
-        if key in accepted:
+    weights = None if backbone in (None, "random") else backbone
+    for key, value in (("sample_rate", sample_rate), ("clip_samples", clip_samples),
+                       ("spp", spp), ("backbone_weights", weights)):
+        if key in accepted and value is not None:
             kwargs.setdefault(key, value)
     return build_model(name, num_classes, **kwargs)
 
 
-def load_checkpoint(path, device="cpu", classes: Optional[list[str]] = None):
-    """``(model, checkpoint dict)`` from a checkpoint written by :class:`Trainer`.
+def load_checkpoint(path, device="cpu", classes: Optional[list[str]] = None,
+                    class_names: Optional[list[str]] = None):
+    """``(model, checkpoint dict)`` from a checkpoint written by :class:`Trainer`, or from one of
+    the authors' released checkpoints (a ``.tar`` from their main.py or demo.py: a dict with a
+    ``state_dict`` entry, or the bare state dict), see :mod:`models.authors`.
 
-    With ``classes`` given, a checkpoint trained on other classes is refused with a clear message.
+    ``class_names`` names the classes of an authors' checkpoint (their order is unpublished;
+    default: GTZAN's alphabetical order). With ``classes`` given, a checkpoint trained on other
+    classes is refused with a clear message.
     """
+    from .authors import authors_state_dict, from_authors_state_dict
+
     path = Path(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
@@ -187,31 +249,46 @@ def load_checkpoint(path, device="cpu", classes: Optional[list[str]] = None):
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except Exception as error:
         raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a sincfb genre-classifier checkpoint")
+    theirs = authors_state_dict(checkpoint)
+    if theirs is not None:
+        model, checkpoint = from_authors_state_dict(theirs, class_names, checkpoint)
+    elif not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: neither a sincfb genre-classifier checkpoint nor the "
+                              "authors' MS-SincResNet state dict")
+    else:
+        config = TrainConfig.from_dict(checkpoint["config"])
+        # The weights come from the file: the trunk is not initialised (no ImageNet download).
+        kwargs = {k: v for k, v in config.model_kwargs.items() if k != "backbone_weights"}
+        model = build_from_config(config.model, len(checkpoint["classes"]), kwargs,
+                                  config.sample_rate, config.clip_samples, config.spp)
+        model.load_state_dict(checkpoint["model_state"])
     if classes is not None and list(classes) != checkpoint["classes"]:
+        hint = "; pass --classes with the checkpoint's class order" \
+            if checkpoint["format"] == AUTHORS_FORMAT else ""
         raise CheckpointError(
             f"{path}: trained for {len(checkpoint['classes'])} classes {checkpoint['classes']}, "
-            f"but this dataset has {len(classes)} classes {list(classes)}")
-    config = TrainConfig.from_dict(checkpoint["config"])
-    model = build_from_config(config.model, len(checkpoint["classes"]), config.model_kwargs,
-                              config.sample_rate, config.clip_samples)
-    model.load_state_dict(checkpoint["model_state"])
+            f"but this dataset has {len(classes)} classes {list(classes)}{hint}")
     return model.to(device), checkpoint
 
 
 # --------------------------------------------------------------------------------- training
 class EpochSampler(torch.utils.data.Sampler):
     """A permutation of the epoch's items fixed by (seed, epoch), sharded across DDP ranks, that
-    can start part-way through (to resume inside an epoch)."""
+    can start part-way through (to resume inside an epoch).
 
-    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1):
-        self.size, self.seed, self.rank, self.world = size, seed, rank, world
+    ``group`` > 1 keeps runs of ``group`` consecutive items together (the clips of one song):
+    whole groups are shuffled and sharded, so a batch of ``k * group`` items holds ``k`` songs
+    with all their clips, as the authors' loader builds its batches of 8 songs x 3 clips.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1, group: int = 1):
+        self.size, self.seed, self.rank, self.world, self.group = size, seed, rank, world, group
         self.epoch, self.start = 0, 0
 
     def order(self) -> np.ndarray:
-        permutation = np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.size)
-        return permutation[self.rank::self.world]
+        groups = np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.size // self.group)
+        mine = groups[self.rank::self.world]
+        return (mine[:, None] * self.group + np.arange(self.group)).reshape(-1)
 
     def __iter__(self):
         return iter(self.order()[self.start:].tolist())
@@ -234,11 +311,15 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 class Trainer:
     """Trains one model on one split of a corpus and writes everything into ``out_dir``:
-    ``last.pt`` (resumable), ``best.pt`` (best validation song accuracy), ``log.csv`` and
-    ``log.json`` (one row per epoch)."""
+    ``last.pt`` (resumable), ``best.pt`` (the best epoch on ``config.select_on``: validation song
+    accuracy by default), ``log.csv`` and ``log.json`` (one row per epoch).
+
+    ``resume_from``: a checkpoint of this run to continue from (the trunk then comes from it, so
+    no ImageNet weights are fetched); the trunk is otherwise initialised as ``config.backbone``.
+    """
 
     def __init__(self, config: TrainConfig, corpus: Corpus, splits: dict, out_dir,
-                 progress: bool = True, log=print):
+                 progress: bool = True, log=print, resume_from=None):
         self.config, self.corpus, self.splits = config, corpus, splits
         self.out_dir = Path(out_dir)
         self.progress, self.log = progress, log
@@ -249,8 +330,10 @@ class Trainer:
         if len(splits["train"]) == 0:
             raise ValueError("the training split is empty")
         torch.manual_seed(config.seed)
+        # A resumed run takes its trunk from the checkpoint: no ImageNet weights to fetch.
         self.model = build_from_config(config.model, len(corpus.classes), config.model_kwargs,
-                                       config.sample_rate, config.clip_samples).to(self.device)
+                                       config.sample_rate, config.clip_samples, config.spp,
+                                       None if resume_from else config.backbone).to(self.device)
         if self._use("channels_last"):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.net = self.model
@@ -260,16 +343,25 @@ class Trainer:
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr,
                                          momentum=config.momentum, nesterov=config.nesterov,
                                          weight_decay=config.weight_decay)
+        framing = config.framing
         self.dataset = RandomClipDataset(corpus, splits["train"], config.clip_samples,
                                          config.hop_samples, config.clips_per_song, config.seed,
-                                         config.gain, config.noise_std, config.noise)
-        self.sampler = EpochSampler(len(self.dataset), config.seed, self.rank, self.world)
+                                         config.gain, config.noise_std, config.noise,
+                                         framing.lookback_samples, framing.scale)
+        self.sampler = EpochSampler(len(self.dataset), config.seed, self.rank, self.world,
+                                    config.clips_per_song if config.song_batches else 1)
         self.epoch, self.step = 0, 0
         self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
         self.history: list[dict] = []
-        self.best = {"epoch": -1, "valid_song_accuracy": -1.0, "valid_clip_accuracy": -1.0}
+        self.best: dict = {"epoch": -1}
         self.rng_state = torch.get_rng_state()   # as of the last completed step
         self._stop_requested = False
+        if config.select_on == "test":
+            log("warning: select_on='test' keeps the epoch with the best *test* song accuracy, as "
+                "the authors' main.py reports it; that accuracy is optimistic, not an estimate of "
+                "accuracy on unseen songs")
+        if resume_from:
+            self.resume(resume_from)
 
     # -- helpers ---------------------------------------------------------------------------
     def _use(self, option: str) -> bool:
@@ -402,21 +494,16 @@ class Trainer:
                "train_loss": self.partial["loss"] / seen, "train_clip_accuracy": self.partial["correct"] / seen,
                "seconds": self.partial["seconds"],
                "clips_per_second": seen / max(1e-9, self.partial["seconds"])}
-        if self.is_main and len(self.splits["valid"]):
-            scores = self.evaluate("valid")
-            row.update(valid_song_accuracy=scores["song_accuracy"],
-                       valid_clip_accuracy=scores["clip_accuracy"])
+        if self.is_main:
+            for split in dict.fromkeys(("valid", self.config.select_on)):
+                if len(self.splits[split]):
+                    scores = self.evaluate(split)
+                    row.update({f"{split}_song_accuracy": scores["song_accuracy"],
+                                f"{split}_clip_accuracy": scores["clip_accuracy"]})
         self.history.append(row)
         self.epoch, self.step = self.epoch + 1, 0
         self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-        # Song accuracy on a few dozen validation songs ties often (several epochs reach 1.0);
-        # the clip accuracy breaks the tie in favour of the epoch that is right more decisively.
-        score = (row.get("valid_song_accuracy", -1.0), row.get("valid_clip_accuracy", -1.0))
-        best = (self.best["valid_song_accuracy"], self.best.get("valid_clip_accuracy", -1.0))
-        improved = score > best or not len(self.splits["valid"])
-        if improved:
-            self.best = {"epoch": row["epoch"], "valid_song_accuracy": score[0],
-                         "valid_clip_accuracy": score[1]}
+        improved = self._is_best(row)
         if self.is_main:
             self.save("last.pt")
             if improved:
@@ -426,12 +513,32 @@ class Trainer:
         if self.world > 1:
             torch.distributed.barrier()
 
+    def _is_best(self, row: dict) -> bool:
+        """Whether ``row``'s epoch is the best so far on the selection split (and record it).
+
+        On the validation split, song accuracy on a few dozen songs ties often (several epochs
+        reach 1.0), so the clip accuracy breaks the tie in favour of the epoch that is right more
+        decisively. On the test split (select_on='test') the rule is the authors' main.py:
+        the highest song accuracy, the earliest epoch on a tie. Without the split, every epoch
+        is the best (the last one is kept).
+        """
+        split = self.config.select_on
+        if not len(self.splits[split]):
+            self.best = {"epoch": row["epoch"]}
+            return True
+        keys = [f"{split}_song_accuracy"] + ([f"{split}_clip_accuracy"] if split == "valid" else [])
+        if [row[k] for k in keys] <= [self.best.get(k, -1.0) for k in keys]:
+            return False
+        self.best = {"epoch": row["epoch"], "selected_on": split, **{k: row[k] for k in keys}}
+        return True
+
     def _summary(self, row: dict) -> str:
         text = (f"epoch {row['epoch']:3d}  lr {row['lr']:.2e}  loss {row['train_loss']:.4f}  "
                 f"train clip acc {row['train_clip_accuracy']:.3f}  "
                 f"{row['clips_per_second']:.1f} clips/s")
-        if "valid_song_accuracy" in row:
-            text += f"  valid song acc {row['valid_song_accuracy']:.3f}"
+        for split in ("valid", "test"):
+            if f"{split}_song_accuracy" in row:
+                text += f"  {split} song acc {row[f'{split}_song_accuracy']:.3f}"
         return text
 
     def _write_logs(self) -> None:
@@ -446,9 +553,9 @@ class Trainer:
     def evaluate(self, split: str = "test", model=None) -> dict:
         """Song-level scores of ``model`` (default: the current one) on a split."""
         predictions = predict_songs(model or self.model, self.corpus, self.splits[split],
-                                    self.config.clip_samples, self.config.hop_samples,
-                                    self.config.eval_batch_size, self.device, self._use("amp"),
-                                    self.config.vote)
+                                    self.config.framing, self.config.eval_batch_size, self.device,
+                                    self._use("amp"), self.config.vote,
+                                    tie_break=self.config.tie_break)
         return score(predictions, self.corpus.classes)
 
 

@@ -71,13 +71,15 @@ def _fetch_imagenet_state_dict() -> dict:
             f"either pass backbone_weights='/path/to/{filename}' or copy it to "
             f"{Path(torch.hub.get_dir()) / 'checkpoints' / filename}, where torchvision looks "
             "before downloading. backbone_weights=None trains the trunk from a random "
-            "initialisation.") from err
+            f"initialisation. On the command line: --backbone /path/to/{filename}, or "
+            "--backbone random.") from err
 
 
 def _read_state_dict_file(path: Path) -> Mapping[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"backbone_weights file {str(path)!r} does not exist; pass None, "
-                                "'imagenet' or the path of a saved torchvision resnet18 state dict")
+                                "'imagenet' or the path of a saved torchvision resnet18 state dict "
+                                "(on the command line: --backbone random, imagenet or a .pth path)")
     state = torch.load(path, map_location="cpu", weights_only=True)
     # Training scripts often wrap the state dict; accept the common {'state_dict': ...} layout.
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):

@@ -202,7 +202,8 @@ class FusedSincFilterbank(nn.Module):
 
         The sinc layer may be SincNet's ``SincConv_fast`` or :class:`SincConv`: anything with
         ``out_channels``, ``kernel_size``, ``sample_rate``, ``low_hz_`` and ``band_hz_``.
-        ``kwargs`` (backend, precision) go to the constructor.
+        ``kwargs`` (backend, precision) go to the constructor. The layer gets the source's dtype
+        and device, and its parameters and statistics are exact copies of the source's.
         """
         layers = list(sequential)
         if (len(layers) != 4 or not isinstance(layers[1], nn.BatchNorm1d)
@@ -216,8 +217,11 @@ class FusedSincFilterbank(nn.Module):
                     getattr(sinc, "min_low_hz", 50), getattr(sinc, "min_band_hz", 50),
                     eps=bn.eps, momentum=bn.momentum,
                     track_running_stats=bn.track_running_stats, **kwargs)
+        # Move to the source's dtype and device *before* copying the weights: loading a float64
+        # state dict into a float32 layer would round the cut-offs (by up to ~2e-4 Hz).
+        layer.to(sinc.low_hz_.device, sinc.low_hz_.dtype)
         layer.load_state_dict(sequential.state_dict())
-        return layer.to(sinc.low_hz_.device, sinc.low_hz_.dtype)
+        return layer
 
     def extra_repr(self) -> str:
         backend = repr(self.backend)

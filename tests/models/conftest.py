@@ -5,7 +5,8 @@ import pytest
 
 
 def tiny_train_config(**overrides):
-    """The compact MS-SincResNet on the reference backend, one short epoch on the CPU."""
+    """The compact MS-SincResNet on the reference backend, one short epoch on the CPU, from a
+    random trunk (tests never download ImageNet weights)."""
     from models import compact_config
     from models.train import TrainConfig
 
@@ -14,9 +15,24 @@ def tiny_train_config(**overrides):
     kwargs["backend"] = "reference"
     values = dict(model="mssincresnet", model_kwargs=kwargs, sample_rate=sample_rate,
                   clip_seconds=clip / sample_rate, hop_seconds=0.25, epochs=1, batch_size=4,
-                  clips_per_song=2, lr=0.01, warmup_epochs=0, device="cpu", seed=3)
+                  clips_per_song=2, lr=0.01, warmup_epochs=0, device="cpu", seed=3,
+                  backbone="random")
     values.update(overrides)
     return TrainConfig(**values)
+
+
+@pytest.fixture(autouse=True)
+def no_weight_downloads(monkeypatch):
+    """Tests never download: torchvision's weight download fails as it would offline (a test
+    that wants weights replaces it again; an accidental 'imagenet' default fails loudly)."""
+    from urllib.error import URLError
+
+    import torchvision.models._api as weights_api
+
+    def offline(url, *args, **kwargs):
+        raise URLError(f"tests do not download ({url})")
+
+    monkeypatch.setattr(weights_api, "load_state_dict_from_url", offline)
 
 
 @pytest.fixture(scope="session")

@@ -1,18 +1,12 @@
-"""Shared pieces of the model tests: independent parameter-count formulas and the authors' module.
+"""Shared pieces of the model tests: independent parameter-count formulas and small helpers.
 
-``AuthorsMSSincResNet`` re-implements the authors' released network from its description
-(DESIGN.md §1-2): LayerNorm over the clip, three ``Sequential(SincConv_fast, BatchNorm1d, ReLU,
-AdaptiveAvgPool1d)`` banks ``sincNet1..3`` (tests.oracles.authors_bank), stacked into a 3-channel
-image, and ``resnet.model``, a torchvision resnet18 whose ``fc`` is ``Linear(512, 10)``, run with
-torchvision's own forward. It shares no code with the models package.
+The stand-in for the authors' released network is in :mod:`tests.models.authors_release`.
 """
 from __future__ import annotations
 
 import torch
 import torchvision
 from torch import nn
-
-from tests.oracles import authors_bank
 
 
 def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -67,36 +61,6 @@ def sincnet_parameters(num_classes, clip_samples, filters, lengths, pools, fc) -
         total += linear_parameters(width, size) + 2 * size
         width = size
     return total + linear_parameters(width, num_classes)
-
-
-class AuthorsResNet(nn.Module):
-    """The wrapper whose ``model`` attribute gives the authors' ``resnet.model.*`` keys."""
-
-    def __init__(self, num_classes: int = 10):
-        super().__init__()
-        self.model = torchvision.models.resnet18()
-        self.model.fc = nn.Linear(512, num_classes)
-
-    def forward(self, image):
-        return self.model(image)
-
-
-class AuthorsMSSincResNet(nn.Module):
-    """The authors' released MS-SincResNet (no SPP), faithful to their module tree and keys."""
-
-    def __init__(self, num_filters=160, kernel_sizes=(251, 501, 1001), pool_bins=1024,
-                 clip_samples=48000, sample_rate=16000, num_classes=10):
-        super().__init__()
-        self.layerNorm = nn.LayerNorm(clip_samples)
-        self.sincNet1 = authors_bank(num_filters, kernel_sizes[0], pool_bins, sample_rate)
-        self.sincNet2 = authors_bank(num_filters, kernel_sizes[1], pool_bins, sample_rate)
-        self.sincNet3 = authors_bank(num_filters, kernel_sizes[2], pool_bins, sample_rate)
-        self.resnet = AuthorsResNet(num_classes)
-
-    def forward(self, x):
-        x = self.layerNorm(x)
-        image = torch.stack([self.sincNet1(x), self.sincNet2(x), self.sincNet3(x)], dim=1)
-        return self.resnet(image)
 
 
 def randomise_batch_norms(module: nn.Module, generator: torch.Generator) -> None:

@@ -9,7 +9,8 @@ from models.cli import main
 from models.synthetic import GENRES, synthesize_song
 
 FAST = ["--compact", "--epochs", "1", "--batch-size", "8", "--clips-per-song", "1",
-        "--backend", "reference", "--device", "cpu", "--no-progress", "--warmup-epochs", "0"]
+        "--backend", "reference", "--device", "cpu", "--no-progress", "--warmup-epochs", "0",
+        "--backbone", "random"]
 
 
 @pytest.fixture(scope="module")

@@ -96,7 +96,7 @@ def test_train_command_writes_run_figures(tmp_path):
             soundfile.write(data / label / f"{i}.wav", tone + 0.01 * rng.standard_normal(t.size), 16000)
     out = tmp_path / "run"
     status = main(["train", str(data), "--kind", "folder", "--compact", "--epochs", "1",
-                   "--backend", "reference", "--device", "cpu", "--folds", "3", "--batch-size", "4",
+                   "--backend", "reference", "--backbone", "random", "--device", "cpu", "--folds", "3", "--batch-size", "4",
                    "--clips-per-song", "1", "--out", str(out), "--no-progress",
                    "--cache-dir", str(tmp_path / "cache")])
     assert status == 0

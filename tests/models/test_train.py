@@ -30,11 +30,29 @@ def splits(corpus):
     return make_splits(synthetic_tracklist(songs_per_genre=3, seconds=1.0, seed=1), "cv", 0, 3)
 
 
-def test_paper_schedule():
+def authors_main_py_rates(epochs: int) -> list[float]:
+    """The learning rate of every epoch as the authors' main.py sets it (PeiChunChang/
+    MS-SincResNet @ 95799db1): 1e-5 while epoch < 5, INIT_LR = 0.005 at epoch 5, and the current
+    rate halved whenever epoch % 30 == 0 and epoch != 0 (applied to the rate in place)."""
+    rates, lr = [], 0.005
+    for epoch in range(epochs):
+        if epoch < 5:
+            lr = 1e-5
+        if epoch == 5:
+            lr = 0.005
+        if epoch % 30 == 0 and epoch != 0:
+            lr *= 0.5
+        rates.append(lr)
+    return rates
+
+
+def test_default_schedule_is_the_authors_one():
+    """The paper's 'halved every 30 epochs' read as main.py does: at epochs 30, 60, ..."""
     config = TrainConfig()
-    assert [learning_rate(config, e) for e in (0, 4)] == [1e-5, 1e-5]
-    assert learning_rate(config, 5) == 0.005 and learning_rate(config, 34) == 0.005
-    assert learning_rate(config, 35) == 0.0025 and learning_rate(config, 65) == 0.00125
+    assert [learning_rate(config, e) for e in range(200)] == authors_main_py_rates(200)
+    assert learning_rate(config, 29) == 0.005 and learning_rate(config, 30) == 0.0025
+    shifted = TrainConfig(halve_from=5)          # the old reading: 30 epochs after warm-up
+    assert learning_rate(shifted, 34) == 0.005 and learning_rate(shifted, 35) == 0.0025
 
 
 def test_config_file_round_trip_and_unknown_keys(tmp_path):

@@ -69,6 +69,30 @@ def test_from_and_to_sequential_compute_the_same():
         FusedSincFilterbank.from_sequential(torch.nn.Sequential(theirs[0], theirs[1]))
 
 
+def test_from_sequential_keeps_float64_exactly():
+    """A float64 Sequential converts without a float32 detour: the cut-offs and statistics are
+    copied bit for bit and the outputs agree to 1e-12, both ways round."""
+    theirs = randomise_bank(authors_bank(11, 65, 16)).double()
+    with torch.no_grad():       # cut-offs with more digits than float32 holds
+        theirs[0].low_hz_.add_(torch.rand(11, 1, dtype=torch.float64) * 1e-3)
+        theirs[0].band_hz_.add_(torch.rand(11, 1, dtype=torch.float64) * 1e-3)
+    fused = FusedSincFilterbank.from_sequential(theirs, backend="reference")
+    for key, value in theirs.state_dict().items():
+        got = fused.state_dict()[key]
+        assert got.dtype == value.dtype and got.device == value.device, key
+        torch.testing.assert_close(got, value, rtol=0, atol=0)
+    x = torch.randn(3, 1, 400, dtype=torch.float64)
+    for training in (False, True):
+        fused.train(training), theirs.train(training)
+        assert relative_error(fused(x), theirs(x)) < 1e-12
+    back = fused.to_sequential()       # (the training pass moved both running statistics)
+    back.eval(), theirs.eval()
+    for key, value in fused.state_dict().items():
+        assert back.state_dict()[key].dtype == value.dtype
+        torch.testing.assert_close(back.state_dict()[key], value, rtol=0, atol=0)
+    assert relative_error(back(x), theirs(x)) < 1e-12
+
+
 def test_repr_shows_backend_choice():
     layer = FusedSincFilterbank(4, 11, pool_bins=4)
     layer(torch.randn(2, 1, 50))

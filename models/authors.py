@@ -1,0 +1,90 @@
+"""The authors' released MS-SincResNet checkpoints (GitHub PeiChunChang/MS-SincResNet).
+
+Their main.py saves, every epoch, ``torch.save({'epoch', 'state_dict', 'train_loss',
+'train_acc'})`` to ``checkpoint_<epoch>.tar``; their demo.py loads ``MS-SincResNet.tar`` and reads
+its ``['state_dict']``. The state dict is that of their ``MS_SincResNet`` (models.py): keys
+``layerNorm.*`` of shape (1, 48000), ``sincNet{1,2,3}.{0,1}.*`` and ``resnet.model.*``, which
+:class:`models.MSSincResNet` with ``spp=False`` has too. This module recognises such a file (the
+wrapped dict or a bare state dict) and builds the matching model and a checkpoint record that
+carries the ``authors`` recipe, so ``mssincresnet predict`` and ``evaluate`` run on it directly.
+
+Their class order is not published anywhere (their folders are named by integers). It is assumed
+to be GTZAN's alphabetical genre order, the order of ``models.data.GTZAN_GENRES``; pass the real
+order as ``class_names`` (``--classes`` on the command line) when it is known.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Optional
+
+import torch
+
+from .data import GTZAN_GENRES
+
+__all__ = ["RELEASED_ARCHITECTURE", "ASSUMED_CLASSES", "authors_state_dict",
+           "from_authors_state_dict", "class_order_note"]
+
+# What their models.py fixes and their state dict does not record (the filter lengths live in
+# non-buffer tensors, the pooling size in a module without parameters).
+RELEASED_ARCHITECTURE = MappingProxyType({"kernel_sizes": (251, 501, 1001), "pool_bins": 1024,
+                                          "sample_rate": 16000})
+_MARKERS = ("layerNorm.weight", "sincNet1.0.low_hz_", "resnet.model.fc.weight")
+ASSUMED_CLASSES = GTZAN_GENRES          # their order is unpublished: GTZAN's alphabetical one
+
+
+def authors_state_dict(checkpoint) -> Optional[Mapping]:
+    """The authors' state dict inside ``checkpoint`` (their wrapped dict, or the bare state dict),
+    or None when ``checkpoint`` is something else."""
+    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
+        checkpoint = checkpoint["state_dict"]
+    if isinstance(checkpoint, Mapping) and all(key in checkpoint for key in _MARKERS):
+        return checkpoint
+    return None
+
+
+def from_authors_state_dict(state: Mapping, class_names=None, wrapper=None):
+    """``(model, checkpoint record)`` for one of the authors' state dicts.
+
+    The model is ``MSSincResNet(spp=False)`` sized from the state dict (classes from ``fc``,
+    filters from ``low_hz_``, clip length from the LayerNorm) and :data:`RELEASED_ARCHITECTURE`,
+    loaded with ``strict=True``. The record has this project's checkpoint fields: ``config`` (the
+    ``authors`` recipe at that clip length), ``classes`` (``class_names`` or the assumed GTZAN
+    order), ``class_order`` ('given' or 'assumed'), ``epoch`` (theirs, when the file has it),
+    ``dataset`` None and empty ``splits``.
+    """
+    from . import MSSincResNet
+    from .recipes import recipe_config
+    from .train import AUTHORS_FORMAT, CheckpointError
+
+    num_classes = int(state["resnet.model.fc.weight"].shape[0])
+    classes = list(class_names or ASSUMED_CLASSES)
+    if len(classes) != num_classes:
+        raise CheckpointError(f"the authors' checkpoint has {num_classes} outputs, but "
+                              f"{len(classes)} class names were given: {classes}")
+    clip_samples = int(state["layerNorm.weight"].shape[-1])
+    arch = dict(RELEASED_ARCHITECTURE)
+    config = recipe_config("authors", clip_seconds=clip_samples / arch["sample_rate"],
+                           sample_rate=arch.pop("sample_rate"),
+                           model_kwargs={**arch, "num_filters": int(state["sincNet1.0.low_hz_"].shape[0])})
+    model = MSSincResNet(num_classes, spp=False, clip_samples=clip_samples, **config.model_kwargs,
+                         sample_rate=config.sample_rate)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"the authors' state dict does not fit their released network: "
+                              f"{str(error).splitlines()[0]}") from None
+    epoch = wrapper.get("epoch") if isinstance(wrapper, Mapping) else None
+    record = {"format": AUTHORS_FORMAT, "config": config.to_dict(), "classes": classes,
+              "class_order": "given" if class_names else "assumed", "dataset": None,
+              "epoch": int(epoch) if isinstance(epoch, (int, torch.Tensor)) else None,
+              "splits": {"train": [], "valid": [], "test": []}}
+    return model, record
+
+
+def class_order_note(record: Mapping) -> Optional[str]:
+    """A line for the user when an authors' checkpoint's class order was assumed, else None."""
+    if record.get("class_order") != "assumed":
+        return None
+    return ("the authors' checkpoint does not record its class order; assuming GTZAN's "
+            f"alphabetical order ({', '.join(record['classes'])}). Pass --classes to set it")
