@@ -10,6 +10,9 @@ from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
+PROTOCOLS = ("auto", "cv", "filtered", "predefined")
+DEFAULT_FOLDS = 10
+
 DEMO_SETTINGS = {   # the demo's recipe on the synthetic corpus: short, fast, reliable on 2 CPU cores
     "songs_per_genre": 30, "song_seconds": 4.0, "epochs": 12, "batch_size": 16, "lr": 0.005,
     "warmup_epochs": 1, "warmup_lr": 0.001, "halve_every": 4, "clips_per_song": 4,
@@ -98,6 +101,11 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
                         "class, or a CSV manifest (path,label[,split]); omitted: the synthetic corpus")
     parser.add_argument("--kind", default="auto",
                         choices=("auto", "gtzan", "ismir2004", "folder", "manifest", "synthetic"))
+    parser.add_argument("--classes", type=_class_list,
+                        help="comma-separated class names in the model's output order: fixes the "
+                        "dataset's class list (a label or class folder outside it is an error) "
+                        "and names the outputs of an authors' checkpoint (default for those: "
+                        "GTZAN's alphabetical order, an assumption)")
     parser.add_argument("--cache-dir", help="where decoded audio is cached (default ~/.cache/sincfb)")
     parser.add_argument("--cache-dtype", default="auto", choices=("auto", "float32", "int16"),
                         help="decoded-audio storage (auto: int16 for recordings, float32 otherwise)")
@@ -112,28 +120,37 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a genre classifier")
     _add_data_flags(train)
     _add_training_flags(train)
-    train.add_argument("--protocol", default="auto", choices=("auto", "cv", "filtered", "predefined"),
-                       help="split: k-fold CV, GTZAN's fault-filtered split, or the dataset's own")
-    train.add_argument("--fold", type=int, default=0, help="test fold for --protocol cv")
-    train.add_argument("--folds", type=int, default=10, help="number of CV folds")
+    train.add_argument("--protocol", choices=PROTOCOLS,
+                       help="split: k-fold CV, GTZAN's fault-filtered split, or the dataset's own "
+                       "(default auto: the dataset's own when every track has one, else CV)")
+    train.add_argument("--fold", type=int, help="test fold for --protocol cv (default 0)")
+    train.add_argument("--folds", type=int, help=f"number of CV folds (default {DEFAULT_FOLDS})")
     train.add_argument("--all-folds", action="store_true", help="run every CV fold and aggregate")
     train.add_argument("--out", default="runs/train", help="output folder (checkpoints, logs, report)")
     train.add_argument("--resume", nargs="?", const="auto",
-                       help="continue from a checkpoint (default: OUT/last.pt)")
+                       help="continue the run in OUT from its last.pt (or from the checkpoint "
+                       "given) with the settings it was started with")
+    train.add_argument("--override", type=_keys, default=(),
+                       help="with --resume: comma-separated settings the command line may change "
+                       "(e.g. lr,batch_size); any other change of the recipe is refused")
+    train.add_argument("--overwrite", action="store_true",
+                       help="start a new run in an OUT that holds one; the old run is moved to "
+                       "OUT.replaced-<date>-<time>, not deleted")
+
 
     evaluate = commands.add_parser("evaluate", help="song-level evaluation of a checkpoint")
     _add_data_flags(evaluate)
     evaluate.add_argument("--checkpoint", required=True,
                           help="a best.pt / last.pt of training, or the authors' released .tar")
-    evaluate.add_argument("--classes", type=_class_list,
-                          help="class names of an authors' checkpoint, in output order "
-                          "(default: GTZAN's alphabetical order, an assumption)")
     evaluate.add_argument("--split", default="auto", choices=("auto", "test", "valid", "train", "all"),
-                          help="auto: the checkpoint's test split on its own dataset, else all songs")
+                          help="auto: the checkpoint's test songs (matched by track name) when the "
+                          "dataset has them, else every song it did not train or validate on")
     evaluate.add_argument("--vote", choices=("majority", "mean"), default=None)
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument("--out", help="JSON report path (default: beside the checkpoint)")
+    evaluate.add_argument("--out", help="folder for evaluation.json and confusion.png (default: "
+                          "evaluation-<dataset>-<split> beside the checkpoint, so the run's own "
+                          "report and figures are never overwritten)")
 
     demo = commands.add_parser("demo", help="synthesise a corpus, train the compact model, evaluate")
     demo.add_argument("--out", default=".", help="folder for the report, checkpoint and logs")
@@ -142,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--backend", default=None, help="sincfb backend (default auto)")
     demo.add_argument("--cache-dir")
     demo.add_argument("--no-progress", action="store_true")
+    demo.add_argument("--overwrite", action="store_true",
+                      help="run in an OUT that holds another (non-demo) training run, moving "
+                      "that run aside; an earlier demo run there is replaced without it")
     from .plots import add_plot_parser
     from .predict import add_predict_parser
     add_predict_parser(commands)
@@ -149,23 +169,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_from_args(args):
-    """The training settings: the recipe, then the --config file, then the flags."""
+def _keys(text: str) -> tuple[str, ...]:
+    return tuple(key.strip().replace("-", "_") for key in text.split(",") if key.strip())
+
+
+def _settings_from_args(args) -> tuple[dict, set]:
+    """The training settings this command line asks for (the recipe, then the --config file,
+    then the flags, then what --compact and --backend imply), and the keys it sets itself."""
     from .recipes import recipe_config
     from .train import TrainConfig
 
     from_file = TrainConfig.read_file(args.config) if args.config else {}
     recipe = args.recipe or from_file.get("recipe", "paper")
     values = {**recipe_config(recipe).to_dict(), **from_file, "recipe": recipe}
-    for field in values:
+    touched = set(from_file) | ({"recipe"} if args.recipe else set())
+    for field in list(values):
         flag = getattr(args, field, None)
         if flag is not None and field != "model_kwargs":
             values[field] = None if flag is OFF else flag
+            touched.add(field)
     if args.compact:
+        before = dict(values)
         _make_compact(values, args)
+        touched |= {"model_kwargs", "sample_rate", "clip_seconds"}
+        touched |= {key for key in values if values[key] != before[key]}
     if getattr(args, "backend", None):
         values["model_kwargs"] = {**values["model_kwargs"], "backend": args.backend}
-    return TrainConfig.from_dict(values)
+        touched.add("model_kwargs")
+    return values, touched
+
+
+def _config_from_args(args):
+    """The training settings of a new run (:func:`_settings_from_args`)."""
+    from .train import TrainConfig
+
+    return TrainConfig.from_dict(_settings_from_args(args)[0])
+
+
+def _explicit_settings(args) -> dict:
+    """Only the settings the command line sets itself: what a resumed run compares with the
+    settings saved in its checkpoint."""
+    values, touched = _settings_from_args(args)
+    return {key: values[key] for key in touched}
 
 
 def _make_compact(values: dict, args) -> None:
@@ -185,10 +230,13 @@ def _make_compact(values: dict, args) -> None:
 
 
 def _open_corpus(args, config):
-    """The dataset of ``args.data``, decoded as ``config`` says (sample rate, fixed duration)."""
+    """The dataset of ``args.data``, decoded as ``config`` says (sample rate, fixed duration);
+    ``--classes`` fixes its class list, and ``--protocol cv`` ignores a manifest's splits."""
     from .data import load_corpus, open_tracklist
 
-    tracklist = open_tracklist(args.data, "synthetic" if args.data is None else args.kind)
+    tracklist = open_tracklist(args.data, "synthetic" if args.data is None else args.kind,
+                               args.classes,
+                               ignore_splits=getattr(args, "protocol", None) == "cv")
     corpus = load_corpus(tracklist, config.sample_rate, args.cache_dir,
                          progress=not args.no_progress, fixed_samples=config.fixed_samples,
                          storage=getattr(args, "cache_dtype", "auto"))
@@ -202,12 +250,11 @@ def _report_failures(corpus) -> None:
             print(f"  {message}", file=sys.stderr)
 
 
-def _train_one(config, corpus, splits, out_dir, resume, progress):
+def _train_one(config, corpus, splits, out_dir, resume, progress, split_spec=None):
     from .train import Trainer, load_checkpoint
 
-    if resume:
-        resume = Path(out_dir) / "last.pt" if resume == "auto" else resume
-    trainer = Trainer(config, corpus, splits, out_dir, progress=progress, resume_from=resume)
+    trainer = Trainer(config, corpus, splits, out_dir, progress=progress, resume_from=resume,
+                      split_spec=split_spec)
     trainer.fit()
     best_path = Path(out_dir) / "best.pt"
     model, _ = load_checkpoint(best_path, trainer.device)
@@ -217,24 +264,87 @@ def _train_one(config, corpus, splits, out_dir, resume, progress):
     return trainer, report
 
 
+def _split_spec(args) -> dict:
+    """How the command line asks for the splits (None where it does not say)."""
+    return {"protocol": args.protocol, "fold": args.fold, "folds": args.folds}
+
+
+def _fold_dirs(args) -> dict:
+    out = Path(args.out)
+    if not args.all_folds:
+        return {args.fold or 0: out}
+    return {fold: out / f"fold-{fold}" for fold in range(args.folds or DEFAULT_FOLDS)}
+
+
+def _saved_runs(args, fold_dirs: dict) -> dict:
+    """``{fold: (checkpoint path, checkpoint)}`` of the runs ``--resume`` continues; with
+    ``--all-folds`` a fold that never started has none and starts afresh."""
+    from .train import read_checkpoint
+
+    if not args.resume:
+        return {}
+    saved = {}
+    for fold, folder in fold_dirs.items():
+        path = folder / "last.pt" if args.resume == "auto" else Path(args.resume)
+        if path.exists() or not args.all_folds:
+            saved[fold] = (path, read_checkpoint(path))
+    if not saved:
+        raise FileNotFoundError(f"--resume: no last.pt in any fold folder of {args.out}")
+    return saved
+
+
+def _resumed_config(args, saved: dict):
+    """The checkpoint's recipe, with only the changes :func:`models.runs.resumed_settings`
+    allows; the split the command line asks for must be the checkpoint's."""
+    from .runs import RunFolderError, resumed_settings
+    from .train import TrainConfig
+
+    path, state = next(iter(saved.values()))
+    settings = resumed_settings(state["config"], _explicit_settings(args), args.override,
+                                source=str(path))
+    stored = state.get("split_spec") or {}
+    asked = {k: v for k, v in _split_spec(args).items() if v is not None and k != "fold"}
+    changed = {k: (stored[k], v) for k, v in asked.items() if k in stored and stored[k] != v}
+    if changed:
+        raise RunFolderError(f"--resume: {path} was split with "
+                             + ", ".join(f"--{k} {old}" for k, (old, _) in changed.items())
+                             + "; a resumed run keeps its splits, so drop "
+                             + ", ".join(f"--{k}" for k in changed))
+    return TrainConfig.from_dict(settings)
+
+
 def command_train(args) -> int:
     """Train on a dataset (one split or every CV fold) and write the report."""
-    from .data import make_splits
+    from .data import make_splits, resolved_protocol
     from .evaluate import aggregate_folds
-    from .train import atomic_write_text
+    from .runs import prepare_run_folder, splits_from_checkpoint
+    from .train import atomic_write_text, resolve_device
 
-    config = _config_from_args(args)
+    out, fold_dirs = Path(args.out), _fold_dirs(args)
+    saved = _saved_runs(args, fold_dirs)
+    config = _resumed_config(args, saved) if saved else _config_from_args(args)
+    resolve_device(config.device)         # a device that is not here fails before any work
+    prepare_run_folder(out, args.overwrite, bool(args.resume))
+    _warn_about_schedule(config)
     tracklist, corpus = _open_corpus(args, config)
-    out = Path(args.out)
-    folds = range(args.folds) if args.all_folds else [args.fold]
+    spec = {"protocol": args.protocol or "auto", "folds": args.folds or DEFAULT_FOLDS}
     reports = []
-    for fold in folds:
-        # Selecting on the test fold, as the authors' main.py does, leaves no use for a
-        # validation fold: like theirs, the training set is then every other fold.
-        splits = make_splits(tracklist.restricted_to(corpus.names), args.protocol, fold,
-                             args.folds, config.seed, validation=config.select_on == "valid")
-        fold_dir = out / f"fold-{fold}" if args.all_folds else out
-        _, report = _train_one(config, corpus, splits, fold_dir, args.resume, not args.no_progress)
+    for fold, fold_dir in fold_dirs.items():
+        path, state = saved.get(fold, (None, None))
+        if state is not None:
+            splits = splits_from_checkpoint(state, corpus.names, str(path))
+            spec = state.get("split_spec") or spec
+        else:
+            kept = tracklist.restricted_to(corpus.names)
+            # Selecting on the test fold, as the authors' main.py does, leaves no use for a
+            # validation fold: like theirs, the training set is then every other fold.
+            splits = make_splits(kept, spec["protocol"], fold, spec["folds"], config.seed,
+                                 validation=config.select_on == "valid")
+            if resolved_protocol(kept, spec["protocol"]) == "cv" and fold == min(fold_dirs):
+                _warn_about_folds(corpus, spec["folds"])
+        _warn_about_splits(splits, corpus)
+        _, report = _train_one(config, corpus, splits, fold_dir, path, not args.no_progress,
+                               {**spec, "fold": fold, "seed": config.seed})
         report.update(config=config.to_dict(), dataset=corpus.name, fold=fold,
                       skipped_files=corpus.failures)
         atomic_write_text(fold_dir / "report.json", json.dumps(report, indent=1))
@@ -251,6 +361,45 @@ def command_train(args) -> int:
         print(f"{len(reports)} folds: song accuracy {acc['mean']:.4f} ± {acc['std']:.4f}")
     _report_failures(corpus)
     return 0
+
+
+def _warn(message: str) -> None:
+    print(f"mssincresnet: warning: {message}", file=sys.stderr)
+
+
+def _warn_about_schedule(config) -> None:
+    """A run that never leaves the warm-up rate is almost always a mistake (--epochs 3 with the
+    paper's 5 warm-up epochs)."""
+    if config.epochs <= config.warmup_epochs:
+        _warn(f"--epochs {config.epochs} does not exceed the {config.warmup_epochs} warm-up "
+              f"epochs: the whole run trains at the warm-up rate {config.warmup_lr:g}, never at "
+              f"--lr {config.lr:g} (lower --warmup-epochs or raise --epochs)")
+
+
+def _warn_about_folds(corpus, folds: int) -> None:
+    """A class with fewer songs than folds leaves some test folds without it."""
+    import numpy as np
+
+    counts = np.bincount(np.asarray(corpus.labels), minlength=len(corpus.classes))
+    small = [f"{c} ({n})" for c, n in zip(corpus.classes, counts) if n < folds]
+    if small:
+        _warn(f"class(es) with fewer songs than the {folds} folds: {', '.join(small)}; some "
+              "folds will hold none of them (use fewer --folds)")
+
+
+def _warn_about_splits(splits, corpus) -> None:
+    """Name every class a split lacks (10 folds of an 18-song corpus leave 2 test songs)."""
+    import numpy as np
+
+    for split in ("train", "valid", "test"):
+        indices = np.asarray(splits[split], dtype=np.int64)
+        if not len(indices):
+            continue
+        present = set(np.asarray(corpus.labels)[indices].tolist())
+        missing = [c for i, c in enumerate(corpus.classes) if i not in present]
+        if missing:
+            _warn(f"the {split} split ({len(indices)} songs) holds no song of class(es) "
+                  f"{', '.join(missing)}; use fewer --folds or more data")
 
 
 def _write_confusion_figure(report, folder) -> None:
@@ -275,10 +424,9 @@ def _write_run_figures(folder) -> None:
 
 def command_evaluate(args) -> int:
     """Evaluate a checkpoint on a dataset; print the scores and write a JSON report."""
-    import numpy as np
-
     from .authors import class_order_note
     from .evaluate import predict_songs, score
+    from .runs import evaluation_songs
     from .train import TrainConfig, atomic_write_text, load_checkpoint, resolve_device
 
     device = resolve_device(args.device)
@@ -287,10 +435,13 @@ def command_evaluate(args) -> int:
     _, corpus = _open_corpus(args, config)
     model, state = load_checkpoint(args.checkpoint, device, corpus.classes, args.classes)
     print_note(class_order_note(state))
-    split = args.split
-    if split == "auto":
-        split = "test" if state["dataset"] == corpus.name and state["splits"]["test"] else "all"
-    indices = np.arange(len(corpus)) if split == "all" else np.asarray(state["splits"][split])
+    split, indices = evaluation_songs(state, corpus.names, args.split,
+                                      same_dataset=state["dataset"] == corpus.name)
+    if split == "unseen":
+        _warn(f"none of the checkpoint's test songs are in {corpus.name}; scoring its "
+              f"{len(indices)} songs that the checkpoint did not train or validate on")
+    if not len(indices):
+        raise ValueError(f"no song of {corpus.name} is left to evaluate (all were used in training)")
     predictions = predict_songs(model, corpus, indices, config.framing, args.batch_size, device,
                                 device.type == "cuda", args.vote or config.vote,
                                 progress=not args.no_progress, tie_break=config.tie_break)
@@ -299,11 +450,14 @@ def command_evaluate(args) -> int:
                   recipe=config.recipe, class_order=state.get("class_order", "recorded"),
                   songs_detail=[p.as_dict(corpus.classes) for p in predictions],
                   skipped_files=corpus.failures)
-    out = Path(args.out) if args.out else Path(args.checkpoint).with_name("evaluation.json")
-    atomic_write_text(out, json.dumps(report, indent=1))
-    _write_confusion_figure({"test": report}, out.parent)
+    out = Path(args.out) if args.out else \
+        Path(args.checkpoint).parent / f"evaluation-{corpus.name}-{split}"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "evaluation.json", json.dumps(report, indent=1))
+    _write_confusion_figure({"test": report}, out)
     print(f"{split}: {report['songs']} songs, song accuracy {report['song_accuracy']:.4f}, "
-          f"clip accuracy {report['clip_accuracy']:.4f}, macro F1 {report['macro_f1']:.4f} -> {out}")
+          f"clip accuracy {report['clip_accuracy']:.4f}, macro F1 {report['macro_f1']:.4f} -> "
+          f"{out / 'evaluation.json'}")
     _report_failures(corpus)
     return 0
 
@@ -314,6 +468,19 @@ def print_note(message) -> None:
         print(f"mssincresnet: note: {message}", file=sys.stderr)
 
 
+def _prepare_demo_folder(out: Path, overwrite: bool) -> None:
+    """The demo may replace its own earlier run (the same command reproduces it), but a folder
+    holding any other training run is protected as ``train`` protects it."""
+    from .runs import prepare_run_folder
+
+    try:
+        earlier_demo = json.loads((out / "report.json").read_text()).get("demo") is True
+    except (OSError, ValueError, AttributeError):
+        earlier_demo = False
+    if not earlier_demo:
+        prepare_run_folder(out, overwrite, resume=False)
+
+
 def command_demo(args) -> int:
     """Synthesise the corpus, train the compact MS-SincResNet, evaluate held-out songs by vote."""
     from . import compact_config
@@ -321,6 +488,7 @@ def command_demo(args) -> int:
     from .train import TrainConfig, atomic_write_text
 
     started = time.perf_counter()
+    _prepare_demo_folder(Path(args.out), args.overwrite)
     s = DEMO_SETTINGS
     kwargs = compact_config("mssincresnet")
     sample_rate, clip_samples = kwargs.pop("sample_rate"), kwargs.pop("clip_samples")
@@ -344,7 +512,7 @@ def command_demo(args) -> int:
           f"({', '.join(corpus.classes)}); train {len(splits['train'])}, valid "
           f"{len(splits['valid'])}, held-out test {len(splits['test'])} songs")
     trainer, report = _train_one(config, corpus, splits, args.out, None, not args.no_progress)
-    report.update(config=config.to_dict(), dataset="synthetic",
+    report.update(config=config.to_dict(), dataset="synthetic", demo=True,
                   wall_seconds=round(time.perf_counter() - started, 1),
                   sinc_backend=trainer.model.sincNet1.resolved_backend(trainer.device.type)
                   if hasattr(trainer.model, "sincNet1") else None)
@@ -376,6 +544,9 @@ def main(argv=None) -> int:
         # DataError, CheckpointError, AudioError, offline ImageNet weights ...: one clear line
         print(f"mssincresnet: error: {error}", file=sys.stderr)
         return 2
+    except FloatingPointError as error:                # a diverged run; its message says what is kept
+        print(f"mssincresnet: error: {error}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ message naming them and counted.
 """
 from __future__ import annotations
 
+import collections
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -26,8 +28,9 @@ from .audio import AUDIO_EXTENSIONS, AudioError, Framing, fft_resample, read_mon
 
 __all__ = ["DataError", "Track", "TrackList", "Corpus", "GTZAN_GENRES", "ISMIR2004_CLASSES",
            "ISMIR2004_GENRES", "gtzan", "ismir2004", "ismir2004_class", "folder_per_class",
-           "manifest", "synthetic_tracklist", "open_tracklist", "stratified_folds", "make_splits",
-           "load_corpus", "RandomClipDataset", "default_cache_dir", "STORAGES"]
+           "manifest", "synthetic_tracklist", "open_tracklist", "restrict_classes",
+           "stratified_folds", "resolved_protocol", "make_splits", "load_corpus",
+           "RandomClipDataset", "default_cache_dir", "STORAGES"]
 
 GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop",
                 "reggae", "rock")
@@ -69,6 +72,14 @@ class TrackList:
     tracks: list[Track]
     classes: list[str]
     generated: Optional[dict] = None     # synthetic corpus parameters, when the audio is generated
+
+    def __post_init__(self):
+        counts = collections.Counter(track.name for track in self.tracks)
+        repeated = [name for name, count in counts.items() if count > 1]
+        if repeated:
+            raise DataError(f"{self.name}: {len(repeated)} track name(s) occur twice (first: "
+                            f"{repeated[0]!r}); tracks are matched by name, so names must be "
+                            "unique")
 
     @property
     def labels(self) -> np.ndarray:
@@ -293,17 +304,49 @@ def folder_per_class(root) -> TrackList:
     return TrackList(root.name, tracks, classes)
 
 
-def manifest(csv_path, classes: Optional[list[str]] = None) -> TrackList:
-    """A CSV manifest with columns ``path,label[,split]`` (a header row is optional); relative paths
-    are relative to the CSV. ``classes`` fixes the label set; labels outside it are an error."""
+def manifest(csv_path, classes: Optional[list[str]] = None,
+             ignore_splits: bool = False) -> TrackList:
+    """A CSV manifest with columns ``path,label[,split]`` (a header row is optional).
+
+    Relative paths are relative to the CSV's folder, and a track's name is its path as written
+    (relative to that folder), so ``a/01.mp3`` and ``b/01.mp3`` are two songs. Either every row
+    gives a split (train, valid or test) or none does (then the splits are cross-validation
+    folds); a mix is an error naming the first row without one, unless ``ignore_splits`` (the
+    command line's ``--protocol cv``) says to ignore the column. ``classes`` fixes the label set
+    and its order; a label outside it is an error. Without it, labels that differ only in case
+    or spacing (likely typos) are warned about.
+    """
     csv_path = Path(csv_path)
+    rows = _manifest_rows(csv_path)
+    if not ignore_splits:
+        _check_manifest_splits(csv_path, rows)
+    known = list(classes) if classes else sorted({label for _, _, label, _ in rows})
+    if not classes:
+        _warn_similar_labels(csv_path, known)
+    tracks = []
+    for row_number, path, label, split in rows:
+        if label not in known:
+            raise DataError(f"{csv_path}:{row_number}: unknown label {label!r}"
+                            + _did_you_mean(label, known) + f"; the classes are {known}")
+        name = path.as_posix()
+        path = path if path.is_absolute() else csv_path.parent / path
+        tracks.append(Track(path, known.index(label), name, None if ignore_splits else split))
+    return TrackList(csv_path.stem, tracks, known)
+
+
+def _manifest_rows(csv_path: Path) -> list[tuple]:
+    """``(row number, path, label, split or None)`` of every row of a manifest."""
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: no such manifest file")
     rows = []
     with open(csv_path, newline="", encoding="utf-8") as handle:
         for row_number, row in enumerate(csv.reader(handle), start=1):
-            if not row or (row_number == 1 and row[0].strip().lower() == "path"):
+            if not row or not any(cell.strip() for cell in row) or \
+                    (row_number == 1 and row[0].strip().lower() == "path"):
                 continue
-            if len(row) < 2:
-                raise DataError(f"{csv_path}:{row_number}: expected path,label[,split]")
+            if len(row) < 2 or not row[0].strip() or not row[1].strip():
+                raise DataError(f"{csv_path}:{row_number}: expected path,label[,split], got "
+                                f"{','.join(row)!r}")
             split = row[2].strip().lower() if len(row) > 2 and row[2].strip() else None
             if split not in (None, "train", "valid", "test"):
                 raise DataError(f"{csv_path}:{row_number}: split must be train, valid or test, "
@@ -311,14 +354,52 @@ def manifest(csv_path, classes: Optional[list[str]] = None) -> TrackList:
             rows.append((row_number, Path(row[0].strip()), row[1].strip(), split))
     if not rows:
         raise DataError(f"{csv_path}: the manifest lists no tracks")
-    known = list(classes) if classes else sorted({label for _, _, label, _ in rows})
-    tracks = []
-    for row_number, path, label, split in rows:
-        if label not in known:
-            raise DataError(f"{csv_path}:{row_number}: unknown label {label!r}; known: {known}")
-        path = path if path.is_absolute() else csv_path.parent / path
-        tracks.append(Track(path, known.index(label), str(path.name), split))
-    return TrackList(csv_path.stem, tracks, known)
+    return rows
+
+
+def _check_manifest_splits(csv_path: Path, rows) -> None:
+    with_split = [r for r in rows if r[3]]
+    if with_split and len(with_split) < len(rows):
+        row_number = next(r[0] for r in rows if not r[3])
+        raise DataError(f"{csv_path}:{row_number}: this row gives no split while "
+                        f"{len(with_split)} other rows do; give every row a split (train, valid "
+                        "or test), or pass --protocol cv to ignore the split column")
+
+
+def _warn_similar_labels(csv_path: Path, labels: list[str]) -> None:
+    by_key: dict[str, list[str]] = {}
+    for label in labels:
+        by_key.setdefault(" ".join(label.lower().split()), []).append(label)
+    for group in by_key.values():
+        if len(group) > 1:
+            warnings.warn(f"{csv_path}: labels {group} differ only in case or spacing and count "
+                          "as separate classes; pass --classes to fix the class list",
+                          stacklevel=3)
+
+
+def _did_you_mean(label: str, known) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(label, known, n=1) or \
+        [k for k in known if k.lower() == label.lower()]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def restrict_classes(tracklist: TrackList, classes: list[str]) -> TrackList:
+    """The same songs with the class list fixed to ``classes`` (in that order): a class the
+    dataset has that is not listed is an error, as is a listed class without songs."""
+    extra = [c for c in tracklist.classes if c not in classes]
+    if extra:
+        raise DataError(f"{tracklist.name}: class(es) {extra} are not in --classes {classes}"
+                        + _did_you_mean(extra[0], classes) + "; --classes must list every class "
+                        "of the dataset, in the model's output order")
+    present = {tracklist.classes[t.label] for t in tracklist.tracks}
+    empty = [c for c in classes if c not in present]
+    if empty:
+        raise DataError(f"{tracklist.name}: no songs of class(es) {empty} given in --classes")
+    tracks = [dataclasses.replace(t, label=classes.index(tracklist.classes[t.label]))
+              for t in tracklist.tracks]
+    return dataclasses.replace(tracklist, tracks=tracks, classes=list(classes))
 
 
 def synthetic_tracklist(songs_per_genre: int = 24, seconds: float = 6.0, seed: int = 0) -> TrackList:
@@ -331,11 +412,16 @@ def synthetic_tracklist(songs_per_genre: int = 24, seconds: float = 6.0, seed: i
                      generated={"songs_per_genre": songs_per_genre, "seconds": seconds, "seed": seed})
 
 
-def open_tracklist(source: Optional[str], kind: str = "auto") -> TrackList:
+def open_tracklist(source: Optional[str], kind: str = "auto", classes: Optional[list] = None,
+                   ignore_splits: bool = False) -> TrackList:
     """Describe the dataset at ``source``: ``kind`` is 'gtzan', 'ismir2004', 'folder', 'manifest',
-    'synthetic' or 'auto' (synthetic when ``source`` is None, else detected from the layout)."""
+    'synthetic' or 'auto' (synthetic when ``source`` is None, else detected from the layout).
+
+    ``classes`` fixes the class list and its order (:func:`restrict_classes`; for a manifest, an
+    unknown label is then an error); ``ignore_splits`` ignores a manifest's split column."""
     if source is None or kind == "synthetic" or source == "synthetic":
-        return synthetic_tracklist()
+        tracklist = synthetic_tracklist()
+        return restrict_classes(tracklist, list(classes)) if classes else tracklist
     path = Path(source)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
@@ -351,7 +437,10 @@ def open_tracklist(source: Optional[str], kind: str = "auto") -> TrackList:
     readers = {"gtzan": gtzan, "ismir2004": ismir2004, "folder": folder_per_class, "manifest": manifest}
     if kind not in readers:
         raise DataError(f"unknown dataset kind {kind!r}; choose from {sorted(readers)} or synthetic")
-    return readers[kind](path)
+    if kind == "manifest":
+        return manifest(path, classes, ignore_splits)
+    tracklist = readers[kind](path)
+    return restrict_classes(tracklist, list(classes)) if classes else tracklist
 
 
 # ------------------------------------------------------------------------------------ splits
@@ -370,6 +459,13 @@ def stratified_folds(labels, folds: int = 10, seed: int = 0) -> np.ndarray:
     return assignment
 
 
+def resolved_protocol(tracklist: TrackList, protocol: str = "auto") -> str:
+    """'auto' becomes 'predefined' when every track has a split, else 'cv'."""
+    if protocol == "auto":
+        return "predefined" if all(t.split for t in tracklist.tracks) else "cv"
+    return protocol
+
+
 def make_splits(tracklist: TrackList, protocol: str = "auto", fold: int = 0, folds: int = 10,
                 seed: int = 0, validation: bool = True) -> dict[str, np.ndarray]:
     """Train / valid / test indices into ``tracklist.tracks``.
@@ -382,8 +478,7 @@ def make_splits(tracklist: TrackList, protocol: str = "auto", fold: int = 0, fol
       (ISMIR2004 subsets, a manifest's split); 'auto': predefined when every track has a split,
       else 'cv'.
     """
-    if protocol == "auto":
-        protocol = "predefined" if all(t.split for t in tracklist.tracks) else "cv"
+    protocol = resolved_protocol(tracklist, protocol)
     if protocol == "filtered":
         mapping = gtzan_filtered_splits()
         splits = [mapping.get(t.name) for t in tracklist.tracks]

@@ -127,7 +127,9 @@ def score(predictions: list[SongPrediction], classes: list[str]) -> dict:
             "clip_accuracy": float(clip_hits / max(1, clip_total)),
             "songs": len(predictions), "clips": clip_total,
             "macro_f1": float(np.mean([c["f1"] for c in per_class.values()])),
-            "per_class": per_class, "confusion": confusion.tolist(), "classes": list(classes)}
+            "per_class": per_class, "confusion": confusion.tolist(),
+            "confusion_axes": "rows: true class, columns: predicted class (song counts)",
+            "classes": list(classes)}
 
 
 def aggregate_folds(fold_scores: list[dict]) -> dict:

@@ -244,12 +244,14 @@ def _top_votes(result: FileResult, count: int = 3) -> str:
 
 
 def _table(results: list[FileResult]) -> str:
-    """Aligned plain-text table of the classified files (nothing at all when there are none)."""
+    """Aligned plain-text table: the classified files, then the skipped ones with the reason
+    (nothing at all when there are no results)."""
     if not results:
         return ""
+    done = [r for r in results if r.ok]
     rows = [("file", "genre", "confidence", "clips", "votes")]
-    rows += [(r.path, r.genre, f"{r.confidence:.3f}", str(r.clips), _top_votes(r))
-             for r in results]
+    rows += [(r.path, r.genre, f"{r.confidence:.3f}", str(r.clips), _top_votes(r)) for r in done]
+    rows += [(r.path, "(skipped)", "-", "0", r.error) for r in results if not r.ok]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]),
                         row[2].rjust(widths[2]), row[3].rjust(widths[3]), row[4]]).rstrip()
@@ -258,27 +260,33 @@ def _table(results: list[FileResult]) -> str:
 
 
 def _csv(results: list[FileResult], classes: list) -> str:
-    """CSV of the classified files, one ``vote_<class>`` column per class."""
+    """CSV of every file, one ``vote_<class>`` column per class; a skipped file has an empty
+    genre and its reason in the ``error`` column."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "genre", "confidence", "clips"] + [f"vote_{c}" for c in classes])
+    writer.writerow(["path", "genre", "confidence", "clips"] + [f"vote_{c}" for c in classes]
+                    + ["error"])
     for r in results:
-        writer.writerow([r.path, r.genre, f"{r.confidence:.4f}", r.clips]
-                        + [f"{r.vote_shares.get(c, 0.0):.4f}" for c in classes])
+        if r.ok:
+            writer.writerow([r.path, r.genre, f"{r.confidence:.4f}", r.clips]
+                            + [f"{r.vote_shares.get(c, 0.0):.4f}" for c in classes] + [""])
+        else:
+            writer.writerow([r.path, "", "", 0] + [""] * len(classes) + [r.error])
     return buffer.getvalue()
 
 
 def format_results(results: list[FileResult], fmt: str = "table", classes=None,
                    checkpoint: Optional[str] = None, note: Optional[str] = None) -> str:
-    """Render results as 'table', 'json' or 'csv'. Table and CSV hold the classified files only;
-    the JSON object also lists the skipped files with their errors, and ``note`` (e.g. that an
-    authors' checkpoint's class order was assumed) when there is one."""
+    """Render results as 'table', 'json' or 'csv'. Every format lists the skipped files too,
+    with the reason: the table and CSV as rows after the classified ones, the JSON object
+    under ``skipped``, with ``note`` (e.g. that an authors' checkpoint's class order was
+    assumed) when there is one."""
     done = [r for r in results if r.ok]
     classes = list(classes or (done[0].vote_shares if done else []))
     if fmt == "table":
-        return _table(done)
+        return _table(results)
     if fmt == "csv":
-        return _csv(done, classes)
+        return _csv(done + [r for r in results if not r.ok], classes)
     if fmt == "json":
         payload = {"checkpoint": checkpoint, "classes": classes,
                    "results": [r.as_dict() for r in done],

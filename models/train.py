@@ -31,9 +31,11 @@ import torch.nn.functional as F
 from .audio import Framing
 from .data import Corpus, RandomClipDataset
 from .evaluate import TIE_BREAKS, predict_songs, score
+from .runs import split_names
 
 __all__ = ["TrainConfig", "Trainer", "atomic_torch_save", "atomic_write_text", "build_from_config",
-           "load_checkpoint", "CheckpointError", "learning_rate"]
+           "load_checkpoint", "read_checkpoint", "load_model_state", "CheckpointError",
+           "learning_rate", "resolve_device"]
 
 CHECKPOINT_FORMAT = "sincfb-genre/1"
 AUTHORS_FORMAT = "authors-release"       # a checkpoint of the authors' main.py / demo.py
@@ -128,14 +130,25 @@ class TrainConfig:
                        None if lookback is None else int(round(lookback * self.sample_rate)),
                        self.audio_scale)
 
-    @staticmethod
-    def read_file(path) -> dict:
-        """The settings of a JSON or TOML file, as a dict (not checked)."""
+    @classmethod
+    def read_file(cls, path) -> dict:
+        """The settings a JSON or TOML file gives, as a dict (unknown keys are an error)."""
         path = Path(path)
-        if path.suffix == ".toml":
-            import tomllib
-            return tomllib.loads(path.read_text())
-        return json.loads(path.read_text())
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise ValueError(f"{path}: cannot read the settings file ({error.strerror})") from None
+        try:
+            if path.suffix == ".toml":
+                import tomllib
+                values = tomllib.loads(text)
+            else:
+                values = json.loads(text)
+        except ValueError as error:
+            raise ValueError(f"{path}: not a valid {'TOML' if path.suffix == '.toml' else 'JSON'} "
+                             f"settings file ({error})") from None
+        cls._check_keys(values)
+        return values
 
     @classmethod
     def from_file(cls, path) -> "TrainConfig":
@@ -145,11 +158,15 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
         """Build from a dict, rejecting keys that are not fields."""
+        cls._check_keys(values)
+        return cls(**values)
+
+    @classmethod
+    def _check_keys(cls, values: dict) -> None:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown training settings {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**values)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -230,6 +247,49 @@ def build_from_config(name: str, num_classes: int, model_kwargs: dict, sample_ra
     return build_model(name, num_classes, **kwargs)
 
 
+def _load_file(path: Path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except Exception as error:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from None
+
+
+def read_checkpoint(path) -> dict:
+    """The dict of a checkpoint written by :class:`Trainer` (on the CPU, no model built), for
+    resuming; ``CheckpointError`` for a missing, unreadable or foreign file."""
+    path = Path(path)
+    checkpoint = _load_file(path)
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a checkpoint written by sincfb's training (the "
+                              "authors' released checkpoints can be evaluated and used to "
+                              "predict, not resumed)")
+    return checkpoint
+
+
+def check_classes(checkpoint: dict, classes, path) -> None:
+    """``CheckpointError`` unless the checkpoint was trained on exactly these classes."""
+    if list(classes) != list(checkpoint["classes"]):
+        hint = "; pass --classes with the checkpoint's class order" \
+            if checkpoint.get("format") == AUTHORS_FORMAT else ""
+        raise CheckpointError(
+            f"{path}: trained for {len(checkpoint['classes'])} classes {checkpoint['classes']}, "
+            f"but this dataset has {len(classes)} classes {list(classes)}{hint}")
+
+
+def load_model_state(model, state: dict, path) -> None:
+    """``model.load_state_dict(state)``, with a mismatch reported in one line (which model and
+    settings the checkpoint holds) instead of PyTorch's list of every differing tensor."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).split("\n")[1:2] or [str(error)]
+        raise CheckpointError(f"{path}: the checkpoint's weights do not fit this model "
+                              f"({first[0].strip()}); the checkpoint was trained with other "
+                              "model settings (e.g. --compact, --model)") from None
+
+
 def load_checkpoint(path, device="cpu", classes: Optional[list[str]] = None,
                     class_names: Optional[list[str]] = None):
     """``(model, checkpoint dict)`` from a checkpoint written by :class:`Trainer`, or from one of
@@ -243,12 +303,7 @@ def load_checkpoint(path, device="cpu", classes: Optional[list[str]] = None,
     from .authors import authors_state_dict, from_authors_state_dict
 
     path = Path(path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint") from None
-    except Exception as error:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from None
+    checkpoint = _load_file(path)
     theirs = authors_state_dict(checkpoint)
     if theirs is not None:
         model, checkpoint = from_authors_state_dict(theirs, class_names, checkpoint)
@@ -261,13 +316,9 @@ def load_checkpoint(path, device="cpu", classes: Optional[list[str]] = None,
         kwargs = {k: v for k, v in config.model_kwargs.items() if k != "backbone_weights"}
         model = build_from_config(config.model, len(checkpoint["classes"]), kwargs,
                                   config.sample_rate, config.clip_samples, config.spp)
-        model.load_state_dict(checkpoint["model_state"])
-    if classes is not None and list(classes) != checkpoint["classes"]:
-        hint = "; pass --classes with the checkpoint's class order" \
-            if checkpoint["format"] == AUTHORS_FORMAT else ""
-        raise CheckpointError(
-            f"{path}: trained for {len(checkpoint['classes'])} classes {checkpoint['classes']}, "
-            f"but this dataset has {len(classes)} classes {list(classes)}{hint}")
+        load_model_state(model, checkpoint["model_state"], path)
+    if classes is not None:
+        check_classes(checkpoint, classes, path)
     return model.to(device), checkpoint
 
 
@@ -303,10 +354,25 @@ def _distributed() -> tuple[int, int, int]:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' is the local CUDA device when there is one, else the CPU."""
+    """'auto' is the local CUDA device when there is one, else the CPU. A device that does not
+    exist here is a ``ValueError`` in one line."""
     if name == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device name; use auto, cpu, cuda or "
+                         "cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: no CUDA GPU is usable on this machine; use "
+                             "--device cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} "
+                             "CUDA GPU(s)")
+    elif device.type != "cpu":
+        raise ValueError(f"--device {name}: only cpu and cuda devices are supported")
+    return device
 
 
 class Trainer:
@@ -319,8 +385,10 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, corpus: Corpus, splits: dict, out_dir,
-                 progress: bool = True, log=print, resume_from=None):
+                 progress: bool = True, log=print, resume_from=None,
+                 split_spec: Optional[dict] = None):
         self.config, self.corpus, self.splits = config, corpus, splits
+        self.split_spec = split_spec      # how the splits were made (protocol, fold, ...), if known
         self.out_dir = Path(out_dir)
         self.progress, self.log = progress, log
         self.rank, self.local_rank, self.world = _distributed()
@@ -384,7 +452,9 @@ class Trainer:
                 "model_state": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "epoch": self.epoch, "step": self.step, "partial": dict(self.partial),
                 "history": self.history, "best": self.best, "torch_rng": self.rng_state,
-                "splits": {k: np.asarray(v).tolist() for k, v in self.splits.items()}}
+                "splits": {k: np.asarray(v).tolist() for k, v in self.splits.items()},
+                "split_names": split_names(self.splits, self.corpus.names),
+                "split_spec": self.split_spec}
 
     def save(self, name: str = "last.pt") -> Path:
         """Write a checkpoint atomically (main rank only); returns its path."""
@@ -397,11 +467,12 @@ class Trainer:
 
     def resume(self, path) -> None:
         """Continue from a checkpoint of this run (same classes, same model)."""
-        _, state = load_checkpoint(path, "cpu", self.corpus.classes)
+        state = read_checkpoint(path)
+        check_classes(state, self.corpus.classes, path)
         if state["config"]["model"] != self.config.model:
             raise CheckpointError(f"{path}: holds a {state['config']['model']!r} model, not "
                                   f"{self.config.model!r}")
-        self.model.load_state_dict(state["model_state"])
+        load_model_state(self.model, state["model_state"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.step, self.partial = state["epoch"], state["step"], state["partial"]
         self.history, self.best = state["history"], state["best"]
@@ -464,8 +535,7 @@ class Trainer:
                 logits = self.net(clips)
             loss = F.cross_entropy(logits.float(), labels)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"training diverged: loss {loss.item()} in epoch "
-                                         f"{self.epoch + 1}; lower --lr")
+                raise FloatingPointError(self._divergence_message(loss.item()))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -481,6 +551,16 @@ class Trainer:
                                 clips_s=f"{self.partial['seen'] / self.partial['seconds']:.1f}")
             if self._stop_requested:
                 raise _StopRequested
+
+    def _divergence_message(self, loss: float) -> str:
+        """What happened and what is safe: the step was not taken, and the checkpoints on disk
+        are those of the last completed epoch."""
+        last = self.out_dir / "last.pt"
+        kept = (f"the last good checkpoint, {last} (after epoch {self.epoch}), is kept"
+                if last.exists() else "no checkpoint was written yet")
+        return (f"training diverged: the loss is {loss} in epoch {self.epoch + 1}, step "
+                f"{self.step + 1}; that step was not taken and {kept}. Check the data for "
+                "silent or broken files, or lower --lr")
 
     def _bar(self, loader, description):
         if not (self.progress and self.is_main):

@@ -50,7 +50,7 @@ def test_evaluate_a_checkpoint(trained, music_folder, capsys):
     code = main(["evaluate", str(music_folder), "--checkpoint", str(out / "best.pt"),
                  "--cache-dir", str(cache), "--no-progress", "--device", "cpu"])
     assert code == 0
-    report = json.loads((out / "evaluation.json").read_text())
+    report = json.loads((out / f"evaluation-{music_folder.name}-test" / "evaluation.json").read_text())
     assert report["split"] == "test" and report["songs"] == 3
     assert len(report["songs_detail"]) == 3 and np.array(report["confusion"]).sum() == 3
     assert "song accuracy" in capsys.readouterr().out

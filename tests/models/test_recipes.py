@@ -253,7 +253,8 @@ def test_imagenet_is_the_default_and_offline_is_a_clear_error(tmp_path, capsys):
         for i in range(3):
             sf.write(tmp_path / "data" / genre / f"{i}.wav",
                      0.1 * np.sin(np.arange(8000) / (3.0 + i)), 16000)
-    args = ["train", str(tmp_path / "data"), "--compact", "--epochs", "1", "--no-progress", "--folds", "3",
+    args = ["train", str(tmp_path / "data"), "--compact", "--epochs", "1", "--warmup-epochs", "0",
+            "--no-progress", "--folds", "3",
             "--device", "cpu", "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "c")]
     assert main(args) == 2                              # downloads fail in tests, as offline
     err = capsys.readouterr().err
