@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 __all__ = ["bin_bounds", "bin_sums", "pack_mask", "unpack_mask", "packed_mask_width",
-           "spread_bins"]
+           "spread_bins", "relu_keeping_nan", "positive_part_keeping_nonfinite"]
 
 
 def bin_bounds(length: int, bins: int, device=None):
@@ -29,6 +29,19 @@ def bin_sums(values: torch.Tensor, bins: int) -> torch.Tensor:
     starts, ends = bin_bounds(values.shape[-1], bins, values.device)
     prefix = torch.nn.functional.pad(values.double().cumsum(-1), (1, 0))
     return prefix[..., ends] - prefix[..., starts]
+
+
+def relu_keeping_nan(z: torch.Tensor) -> torch.Tensor:
+    """``relu(z)`` as the composite's ``nn.ReLU`` computes it: NaN stays NaN. (``where(z > 0, z,
+    0)`` would turn a NaN into 0, since ``NaN > 0`` is False.)"""
+    return torch.where(z <= 0, 0, z)
+
+
+def positive_part_keeping_nonfinite(zhat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``zhat`` where the ReLU mask is set, else ``zhat - zhat``: 0 for finite zhat, NaN for NaN or
+    Inf. Its bin sums give dgamma = sum(w * S) the non-finite values of the composite's
+    ``sum(dz * zhat)``, where ``dz = 0`` off the mask still meets a non-finite zhat (0 * NaN)."""
+    return torch.where(mask, zhat, zhat - zhat)
 
 
 def spread_bins(per_bin: torch.Tensor, length: int) -> torch.Tensor:

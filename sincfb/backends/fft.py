@@ -28,6 +28,7 @@ from ..algebra import bin_weights, bn_backward_coefficients
 from ..filters import cutoff_parameter_grads, sinc_filters
 from ..pooling import bin_bounds, pack_mask, packed_mask_width, spread_bins, unpack_mask
 from . import Backend, FilterbankConfig, register_backend
+from .reference import recompute_nonfinite_clips
 from .selftest import SelfTest, compare_with_reference
 
 __all__ = ["fft_forward", "fft_backward", "fast_fft_length", "autocorrelation_sums",
@@ -216,11 +217,13 @@ def _epilogue(y, mean, var, gamma, beta, eps, sizes):
     """BatchNorm, ReLU, pooling, per-bin (count, sum of zhat) and the mask of one chunk.
 
     Float masks (``sign(relu(z))``) instead of boolean ``where``: the same values, several times
-    faster on the CPU."""
+    faster on the CPU. NaN as in the composite: ``relu_`` keeps it; it is not positive (mask,
+    counts); and ``zhat * 0`` off the mask keeps a non-finite zhat in the bin sums (see
+    :func:`sincfb.pooling.positive_part_keeping_nonfinite`)."""
     rstd = torch.rsqrt(var.to(y.dtype) + eps)[:, None]
     zhat = torch.addcmul(-mean.to(y.dtype)[:, None] * rstd, y, rstd)
     active = torch.addcmul(beta[:, None], zhat, gamma[:, None]).relu_()
-    positive = torch.sign(active)
+    positive = torch.sign(active).nan_to_num_(0.0)
     pooled = _bin_sums(active, sizes) / sizes
     counts = _bin_sums(positive, sizes).round_()
     normalised = _bin_sums(zhat.mul_(positive), sizes)
@@ -273,8 +276,10 @@ def fft_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var,
     s = _Setup(x, low_hz_, band_hz_, cfg)
     ops = _cpu_kernels(x.device)
     forward = (lambda *a: _cpu_forward(ops, *a)) if ops else _chunked_forward
-    out, mean, var, mask_bits, bin_stats = forward(s, weight, bias, running_mean, running_var,
-                                                   cfg)
+    outputs = forward(s, weight, bias, running_mean, running_var, cfg)
+    out, mean, var, mask_bits, bin_stats = recompute_nonfinite_clips(
+        outputs, s.signal[:, None], low_hz_, band_hz_, weight, bias, running_mean, running_var,
+        cfg)
     return (out.to(x.dtype), mean, var, mask_bits,
             bin_stats.to(torch.promote_types(x.dtype, torch.float32)))
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from ..filters import cutoff_parameter_grads
 from ..pooling import bin_bounds
 from . import Backend, FilterbankConfig, register_backend
-from .reference import reference_backward, reference_forward
+from .reference import recompute_nonfinite_clips, reference_backward, reference_forward
 
 __all__ = ["triton_forward", "triton_backward", "window_moments", "folded", "tap_sum_term",
            "autocorrelation_term", "full_filters"]
@@ -232,6 +232,9 @@ def triton_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var
             _pad_vector(-mean * inv_sigma, lay), _pad_vector(weight.detach(), lay),
             _pad_vector(bias.detach(), lay), lay, cfg.precision, x.dtype,
             torch.promote_types(x.dtype, torch.float32), _poison())
+        # the pooling products spread a non-finite sample over the program's bins (0 * NaN)
+        recompute_nonfinite_clips((out, None, None, mask_bits, bin_stats), x.float(), low_hz_,
+                                  band_hz_, weight, bias, running_mean, running_var, cfg)
     if cfg.training:
         mean, var = mean.to(weight.dtype), var.to(weight.dtype)
     else:
@@ -268,6 +271,11 @@ def triton_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mas
         grad_taps = tk.filter_correlation(x_pad, weighted, mask_bits, lay, cfg.precision, poison)
         grad_x = tk.transposed_product(_pack_taps(taps, None, lay, cfg.precision), weighted,
                                        mask_bits, lay, cfg.precision, poison)
+        # c is applied before the ReLU mask in the kernels, so a NaN c_k (NaN gamma or running
+        # variance) vanishes with the masked positions; the composite's dy_k = c_k dz_k is NaN
+        finite = torch.isfinite(c)
+        grad_taps = torch.where(finite[:, None], grad_taps, torch.nan)
+        grad_x = torch.where(finite.all(), grad_x, torch.nan)
         if cfg.training:   # the batch statistics depend on y: dy = c dz + c3 - c4 y
             c4 = c * dgamma / (count * sigma)
             c3 = -c * dbeta / count + c4 * mean.double()
