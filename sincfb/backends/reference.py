@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from ..filters import cutoff_parameter_grads, sinc_filters
-from ..pooling import (bin_bounds, bin_sums, pack_mask, positive_part_keeping_nonfinite,
-                       relu_keeping_nan, spread_bins, unpack_mask)
+from ..pooling import (bin_bounds, bin_sums, masked_zhat, pack_mask, relu_mask, spread_bins,
+                       unpack_mask)
 from . import Backend, FilterbankConfig, register_backend
 
 
@@ -43,11 +43,10 @@ def reference_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_
     else:
         mean, var = running_mean.clone(), running_var.clone()
     zhat, z = _normalise(y, weight, bias, mean, var, cfg)
-    mask = z > 0
-    out = F.adaptive_avg_pool1d(relu_keeping_nan(z), cfg.pool_bins)
+    mask = relu_mask(z)
+    out = F.adaptive_avg_pool1d(torch.where(mask, z, 0), cfg.pool_bins)
     bin_stats = torch.stack([bin_sums(mask, cfg.pool_bins),
-                             bin_sums(positive_part_keeping_nonfinite(zhat, mask),
-                                      cfg.pool_bins)])
+                             bin_sums(masked_zhat(zhat, mask), cfg.pool_bins)])
     bin_stats = bin_stats.to(torch.promote_types(x.dtype, torch.float32))
     return out, mean, var, pack_mask(mask), bin_stats
 

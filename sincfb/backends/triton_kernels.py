@@ -200,10 +200,11 @@ def _fwd_epilogue(acc, n, n0, kk, b, K, N_out, W, own_lo, own_hi, off_ptr, gam_p
     zhat = acc + shift[None, :]
     z = zhat * gamma[None, :] + beta[None, :]
     valid = (n < N_out)[:, None]
-    positive = (z > 0) & valid
-    # NaN as in the composite: relu(NaN) = NaN, not positive for the mask and the count, and off
-    # the mask zhat - zhat (0, or NaN for a non-finite zhat) so that dgamma stays non-finite
-    act = tl.where(positive | ((z != z) & valid), z, 0.0)
+    # NaN as in the composite (sincfb/pooling.py: relu_mask, masked_zhat): a NaN z is on the
+    # mask, so it passes itself and its gradient; off the mask zhat - zhat (0, or NaN for a
+    # non-finite zhat) keeps dgamma non-finite where the composite's is
+    positive = ((z > 0) | (z != z)) & valid
+    act = tl.where(positive, z, 0.0)
     zpos = tl.where(positive, zhat, tl.where(valid, zhat - zhat, 0.0))
     count = positive.to(tl.float32)
     pool_a = _dot(member, act, pool_a, PREC, INTERP)
