@@ -5,10 +5,16 @@ one call and returns::
 
     out        (B, K, P)              x.dtype       the pooled activations
     mean, var  (K,)                   weight.dtype  the statistics used (batch mean and biased batch
-                                                    variance in training, the running ones in eval)
-    mask_bits  (B, K, ceil(N_out/8))  uint8         ReLU mask, bit i of byte j = position 8j+i
+                                                    variance in training, the running ones in eval);
+                                                    without weight: bias's, running_mean's, or
+                                                    x.dtype promoted to float32
+    mask_bits  (B, K, ceil(N_out/8))  uint8         ReLU mask (z > 0 or NaN: where torch's ReLU
+                                                    passes the gradient), bit i of byte j =
+                                                    position 8j+i
     bin_stats  (2, B, K, P)           float32 (float64 for float64 x)
-                                                    per bin: count of positive z, sum of zhat there
+                                                    per bin: count of masked positions, sum of
+                                                    zhat there (NaN when the bin holds a
+                                                    non-finite zhat anywhere)
 
 Only ``out`` is differentiable; the other four are what the hand-written backward
 (``sincfb::filterbank_backward``) needs. The operation is functional: running statistics are updated
@@ -17,9 +23,12 @@ autograd formula legal and ``torch.compile`` graphs free of hidden mutation. ``w
 may be None (BatchNorm without affine: gamma 1, beta 0); the op fills them in once, so every backend
 sees tensors.
 
-Non-finite values (DESIGN.md §4) behave as in the composite: a NaN or Inf in the input or the
-BatchNorm tensors makes exactly the outputs non-finite that the composite makes non-finite, and a
-batch whose statistics are non-finite does not enter the running statistics.
+Non-finite values (DESIGN.md §4) behave as in the composite: a NaN or Inf in the input, or a NaN
+in the BatchNorm tensors, makes exactly the outputs (and gradients) non-finite that the composite
+makes non-finite, and a batch whose statistics are non-finite does not enter the running
+statistics. An infinite BatchNorm tensor gives non-finite values too, but where our
+``(y - mean) / sigma * gamma + beta`` puts them, which can differ from torch's BatchNorm (it
+computes ``y * a + b`` with ``a = gamma / sigma``, and Inf - Inf in ``b`` is NaN).
 """
 from __future__ import annotations
 
@@ -33,8 +42,8 @@ from .backends import (FilterbankConfig, PRECISIONS, get_backend, load_builtin_b
 from .filters import odd_kernel_size
 from .pooling import packed_mask_width
 
-__all__ = ["fused_sinc_filterbank", "validate_inputs", "default_precision", "bin_stats_dtype",
-           "statistics_dtype"]
+__all__ = ["fused_sinc_filterbank", "filterbank_step", "validate_inputs", "check_finite",
+           "default_precision", "bin_stats_dtype"]
 
 
 def bin_stats_dtype(input_dtype: torch.dtype) -> torch.dtype:
@@ -42,8 +51,8 @@ def bin_stats_dtype(input_dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(input_dtype, torch.float32)
 
 
-def statistics_dtype(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
-                     running_mean: Optional[Tensor]) -> torch.dtype:
+def _statistics_dtype(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+                      running_mean: Optional[Tensor]) -> torch.dtype:
     """dtype of the op's ``mean`` and ``var``: that of the BatchNorm tensors (the first given of
     weight, bias, running_mean), else of the input promoted to at least float32."""
     for t in (weight, bias, running_mean):
@@ -55,7 +64,7 @@ def statistics_dtype(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]
 def _affine(x: Tensor, low_hz_: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
             running_mean: Optional[Tensor]) -> tuple[Tensor, Tensor]:
     """``weight`` and ``bias``, a missing one as BatchNorm without affine has it: gamma 1, beta 0."""
-    channels, dtype = low_hz_.shape[0], statistics_dtype(x, weight, bias, running_mean)
+    channels, dtype = low_hz_.shape[0], _statistics_dtype(x, weight, bias, running_mean)
     return (x.new_ones(channels, dtype=dtype) if weight is None else weight,
             x.new_zeros(channels, dtype=dtype) if bias is None else bias)
 
@@ -95,7 +104,7 @@ def _filterbank_fake(x, low_hz_, band_hz_, weight, bias, running_mean, running_v
                      precision):
     batch, channels = x.shape[0], low_hz_.shape[0]
     n_out = x.shape[-1] - kernel_size + 1
-    stats = statistics_dtype(x, weight, bias, running_mean)
+    stats = _statistics_dtype(x, weight, bias, running_mean)
     return (x.new_empty(batch, channels, pool_bins),
             x.new_empty(channels, dtype=stats), x.new_empty(channels, dtype=stats),
             x.new_empty(batch, channels, packed_mask_width(n_out), dtype=torch.uint8),
@@ -289,7 +298,8 @@ def check_finite(out: Tensor, mean: Tensor, var: Tensor, training: bool, **sourc
              for name, t in sources.items()]
     found = [s for s in found if s] or ["no NaN or Inf in the input or the BatchNorm tensors "
                                         "(an overflow?)"]
-    kept = "; running statistics left unchanged" if training else ""
+    kept = ("; running statistics left unchanged"
+            if training and sources.get("running_mean") is not None else "")
     raise FloatingPointError(
         "sincfb: the fused filterbank met NaN or Inf (raise_on_nonfinite=True): "
         + "; ".join(s for s in (result, stats) if s) + ". Found in " + "; ".join(found) + kept)

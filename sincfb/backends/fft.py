@@ -277,10 +277,11 @@ def fft_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var,
     s = _Setup(x, low_hz_, band_hz_, cfg)
     ops = _cpu_kernels(x.device)
     forward = (lambda *a: _cpu_forward(ops, *a)) if ops else _chunked_forward
-    outputs = forward(s, weight, bias, running_mean, running_var, cfg)
-    out, mean, var, mask_bits, bin_stats = recompute_nonfinite_clips(
-        outputs, s.signal[:, None], low_hz_, band_hz_, weight, bias, running_mean, running_var,
-        cfg)
+    out, mean, var, mask_bits, bin_stats = forward(s, weight, bias, running_mean, running_var,
+                                                   cfg)
+    # the FFT spreads a non-finite sample over its whole clip
+    recompute_nonfinite_clips(out, mask_bits, bin_stats, s.signal[:, None], low_hz_, band_hz_,
+                              weight, bias, running_mean, running_var, cfg)
     return (out.to(x.dtype), mean, var, mask_bits,
             bin_stats.to(torch.promote_types(x.dtype, torch.float32)))
 

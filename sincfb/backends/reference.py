@@ -79,10 +79,10 @@ def reference_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, 
     return grad_x, grad_low, grad_band, grad_weight.to(weight.dtype), grad_bias.to(bias.dtype)
 
 
-def recompute_nonfinite_clips(outputs, x, low_hz_, band_hz_, weight, bias, running_mean,
-                              running_var, cfg: FilterbankConfig):
+def recompute_nonfinite_clips(out, mask_bits, bin_stats, x, low_hz_, band_hz_, weight, bias,
+                              running_mean, running_var, cfg: FilterbankConfig) -> None:
     """Eval mode: redo, one at a time with the direct composite, the clips of ``x`` that hold a NaN
-    or Inf sample, writing their rows of ``outputs`` = (out, mean, var, mask_bits, bin_stats).
+    or Inf sample, overwriting their rows of ``out``, ``mask_bits`` and ``bin_stats``.
 
     A non-finite sample makes only the bins whose windows reach it non-finite. An FFT spreads it
     over the whole clip, and pooling by a 0/1 matrix product (Triton) over every bin the product
@@ -90,14 +90,12 @@ def recompute_nonfinite_clips(outputs, x, low_hz_, band_hz_, weight, bias, runni
     there the sample makes every batch statistic and so every output NaN, whatever the backend.
     Costs one host-device synchronisation (which clips?) per eval call."""
     if cfg.training:
-        return outputs
-    out, _, _, mask_bits, bin_stats = outputs
+        return
     bad = ~torch.isfinite(x).flatten(1).all(1)
     for b in bad.nonzero().flatten().tolist():
         clip = reference_forward(x[b:b + 1], low_hz_, band_hz_, weight, bias, running_mean,
                                  running_var, cfg)
         out[b], mask_bits[b], bin_stats[:, b] = clip[0][0], clip[3][0], clip[4][:, 0]
-    return outputs
 
 
 register_backend(Backend(

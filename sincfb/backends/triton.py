@@ -255,8 +255,8 @@ def triton_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var
             _pad_vector(bias.detach(), lay), lay, cfg.precision, x.dtype,
             torch.promote_types(x.dtype, torch.float32), _poison())
         # the pooling products spread a non-finite sample over the program's bins (0 * NaN)
-        recompute_nonfinite_clips((out, None, None, mask_bits, bin_stats), x.float(), low_hz_,
-                                  band_hz_, weight, bias, running_mean, running_var, cfg)
+        recompute_nonfinite_clips(out, mask_bits, bin_stats, x.float(), low_hz_, band_hz_,
+                                  weight, bias, running_mean, running_var, cfg)
     if cfg.training:
         mean, var = mean.to(weight.dtype), var.to(weight.dtype)
     else:
