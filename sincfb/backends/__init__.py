@@ -10,7 +10,8 @@ A backend is a pair of functions behind the one registered operation (``sincfb.o
 Each backend lives in its own module here (``reference``, ``cpu``, ``fft``, ``triton``) and registers
 itself when imported; :func:`load_builtin_backends` imports whichever of them exist. ``available()``
 and ``auto_priority()`` are evaluated lazily (never at import time), so importing sincfb queries no
-GPU and builds no extension.
+GPU, builds no extension and imports neither triton nor ``torch._dynamo``
+(``tests/sincfb/test_import.py``).
 """
 from __future__ import annotations
 
