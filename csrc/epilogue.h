@@ -14,6 +14,11 @@ namespace sincfb_cpu {
 // Per-position epilogue terms of one row of a tile, computed in one vectorised pass:
 // zhat = (y - mu) * rstd and z = zhat * gamma + beta as the reference composite rounds them; then
 // relu(z), the indicator of z > 0 and zhat where z > 0 (the three things pooled per bin).
+// NaN and Inf behave as in the composite (compiled without -ffast-math, so IEEE comparisons
+// hold): the ReLU mask is !(z <= 0), so a NaN z passes itself (relu(NaN) is NaN) and, like
+// torch's ReLU backward, its gradient; off the mask the zhat term is zhat - zhat (0, or NaN for
+// a non-finite zhat), so dgamma = sum(w * S) is non-finite where the composite's
+// sum(dz * zhat) meets 0 * Inf (sincfb/pooling.py: relu_mask, masked_zhat).
 template <typename scalar_t>
 struct RowTerms {
   std::vector<scalar_t> active, count, normalised;
@@ -28,10 +33,10 @@ struct RowTerms {
     for (int64_t j = 0; j < t; ++j) {
       const scalar_t zhat = (y[j] - mu) * rstd;
       const scalar_t z = zhat * gamma + beta;
-      const bool positive = z > scalar_t(0);
+      const bool positive = !(z <= scalar_t(0));
       act[j] = positive ? z : scalar_t(0);
       cnt[j] = positive ? scalar_t(1) : scalar_t(0);
-      nrm[j] = positive ? zhat : scalar_t(0);
+      nrm[j] = positive ? zhat : zhat - zhat;
       flag[j] = positive ? 1 : 0;
     }
   }

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .filters import check_filter_config, mel_init, odd_kernel_size, sinc_filters
-from .ops import fused_sinc_filterbank, validate_inputs
+from .ops import filterbank_step
 from .backends import PRECISIONS, resolve_backend, unavailable_backends
 
 __all__ = ["SincConv", "FusedSincFilterbank"]
@@ -116,12 +116,19 @@ class FusedSincFilterbank(nn.Module):
         precision: 'ieee' (fp32), 'tf32' or 'bf16' operands with fp32 accumulation; default
             'bf16' on CUDA and 'ieee' on CPU. The reference backend ignores it.
         eps, momentum, track_running_stats: as in ``BatchNorm1d``.
+        raise_on_nonfinite: what a NaN or Inf does. False (default): it propagates exactly as in
+            the composite (the outputs the composite makes non-finite are non-finite), and a
+            training batch with non-finite statistics is left out of the running statistics:
+            ``running_mean``, ``running_var`` and ``num_batches_tracked`` keep their values.
+            True: ``FloatingPointError`` naming the culprits, before any buffer changes (costs
+            one device synchronisation per call).
     """
 
     def __init__(self, out_channels: int, kernel_size: int, sample_rate: float = 16000,
                  pool_bins: int = 1024, min_low_hz: float = 50, min_band_hz: float = 50,
                  backend: str = "auto", precision: Optional[str] = None, eps: float = 1e-5,
-                 momentum: Optional[float] = 0.1, track_running_stats: bool = True):
+                 momentum: Optional[float] = 0.1, track_running_stats: bool = True,
+                 raise_on_nonfinite: bool = False):
         super().__init__()
         if not isinstance(pool_bins, int) or pool_bins < 1:
             raise ValueError(f"pool_bins must be a positive integer, got {pool_bins!r}")
@@ -137,6 +144,7 @@ class FusedSincFilterbank(nn.Module):
         self.pool_bins = pool_bins
         self.backend = backend
         self.precision = precision
+        self.raise_on_nonfinite = raise_on_nonfinite
         self._last_backend: Optional[str] = None
         self._last_device: Optional[str] = None
 
@@ -173,23 +181,32 @@ class FusedSincFilterbank(nn.Module):
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         """(B, 1, N) raw audio -> (B, K, pool_bins) pooled, normalised, rectified band energies."""
         bn, sinc = self.batch_norm, self.sinc
-        momentum = 0.0 if bn.momentum is None else bn.momentum
-        if self.training and bn.track_running_stats:
-            validate_inputs(waveforms, sinc.low_hz_, sinc.band_hz_, self.kernel_size,
-                            self.pool_bins, True)
-            bn.num_batches_tracked.add_(1)
-            if bn.momentum is None:
-                momentum = 1.0 / float(bn.num_batches_tracked)
+        update = self.training and bn.track_running_stats
+        momentum = self._momentum() if update else 0.0
         use_batch_stats = self.training or not bn.track_running_stats
         track = not self.training or bn.track_running_stats
         backend = resolve_backend(self.backend, waveforms.device.type, self.kernel_size)
         self._last_backend, self._last_device = backend, waveforms.device.type
-        return fused_sinc_filterbank(
+        out, accepted = filterbank_step(
             waveforms, sinc.low_hz_, sinc.band_hz_, bn.weight, bn.bias,
             bn.running_mean if track else None, bn.running_var if track else None,
             kernel_size=self.kernel_size, sample_rate=self.sample_rate, pool_bins=self.pool_bins,
             min_low_hz=sinc.min_low_hz, min_band_hz=sinc.min_band_hz, training=use_batch_stats,
-            momentum=momentum, eps=bn.eps, backend=backend, precision=self.precision)
+            momentum=momentum, eps=bn.eps, backend=backend, precision=self.precision,
+            raise_on_nonfinite=self.raise_on_nonfinite)
+        if update:   # a batch left out of the running statistics is not counted either
+            bn.num_batches_tracked.add_(accepted)
+        return out
+
+    def _momentum(self) -> float:
+        """BatchNorm1d's averaging factor for this batch; momentum=None is the cumulative average
+        over the batches taken so far, this one included."""
+        bn = self.batch_norm
+        if bn.momentum is not None:
+            return bn.momentum
+        if bn.num_batches_tracked.device.type == "meta":
+            return 0.0    # no values on the meta device, only shapes: any factor will do
+        return 1.0 / (float(bn.num_batches_tracked) + 1)
 
     def to_sequential(self) -> nn.Sequential:
         """An equivalent ``Sequential(SincConv, BatchNorm1d, ReLU, AdaptiveAvgPool1d)`` (deep copies)."""
@@ -231,4 +248,5 @@ class FusedSincFilterbank(nn.Module):
                                                                      self.kernel_size).items())
             backend += f" (last ran: {self._last_backend!r}{skipped})"
         return (f"pool_bins={self.pool_bins}, backend={backend}, "
-                f"precision={self.precision or 'default'!r}")
+                f"precision={self.precision or 'default'!r}"
+                + (", raise_on_nonfinite=True" if self.raise_on_nonfinite else ""))

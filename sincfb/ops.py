@@ -5,15 +5,30 @@ one call and returns::
 
     out        (B, K, P)              x.dtype       the pooled activations
     mean, var  (K,)                   weight.dtype  the statistics used (batch mean and biased batch
-                                                    variance in training, the running ones in eval)
-    mask_bits  (B, K, ceil(N_out/8))  uint8         ReLU mask, bit i of byte j = position 8j+i
+                                                    variance in training, the running ones in eval);
+                                                    without weight: bias's, running_mean's, or
+                                                    x.dtype promoted to float32
+    mask_bits  (B, K, ceil(N_out/8))  uint8         ReLU mask (z > 0 or NaN: where torch's ReLU
+                                                    passes the gradient), bit i of byte j =
+                                                    position 8j+i
     bin_stats  (2, B, K, P)           float32 (float64 for float64 x)
-                                                    per bin: count of positive z, sum of zhat there
+                                                    per bin: count of masked positions, sum of
+                                                    zhat there (NaN when the bin holds a
+                                                    non-finite zhat anywhere)
 
 Only ``out`` is differentiable; the other four are what the hand-written backward
 (``sincfb::filterbank_backward``) needs. The operation is functional: running statistics are updated
 by :func:`fused_sinc_filterbank` from ``mean`` and ``var``, outside the op, which keeps the op's
-autograd formula legal and ``torch.compile`` graphs free of hidden mutation.
+autograd formula legal and ``torch.compile`` graphs free of hidden mutation. ``weight`` and ``bias``
+may be None (BatchNorm without affine: gamma 1, beta 0); the op fills them in once, so every backend
+sees tensors.
+
+Non-finite values (DESIGN.md §4) behave as in the composite: a NaN or Inf in the input, or a NaN
+in the BatchNorm tensors, makes exactly the outputs (and gradients) non-finite that the composite
+makes non-finite, and a batch whose statistics are non-finite does not enter the running
+statistics. An infinite BatchNorm tensor gives non-finite values too, but where our
+``(y - mean) / sigma * gamma + beta`` puts them, which can differ from torch's BatchNorm (it
+computes ``y * a + b`` with ``a = gamma / sigma``, and Inf - Inf in ``b`` is NaN).
 """
 from __future__ import annotations
 
@@ -27,12 +42,31 @@ from .backends import (FilterbankConfig, PRECISIONS, get_backend, load_builtin_b
 from .filters import odd_kernel_size
 from .pooling import packed_mask_width
 
-__all__ = ["fused_sinc_filterbank", "validate_inputs", "default_precision", "bin_stats_dtype"]
+__all__ = ["fused_sinc_filterbank", "filterbank_step", "validate_inputs", "check_finite",
+           "default_precision", "bin_stats_dtype"]
 
 
 def bin_stats_dtype(input_dtype: torch.dtype) -> torch.dtype:
     """dtype of the saved per-bin sums: float32, or float64 when the input is float64."""
     return torch.promote_types(input_dtype, torch.float32)
+
+
+def _statistics_dtype(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+                      running_mean: Optional[Tensor]) -> torch.dtype:
+    """dtype of the op's ``mean`` and ``var``: that of the BatchNorm tensors (the first given of
+    weight, bias, running_mean), else of the input promoted to at least float32."""
+    for t in (weight, bias, running_mean):
+        if t is not None:
+            return t.dtype
+    return bin_stats_dtype(x.dtype)
+
+
+def _affine(x: Tensor, low_hz_: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+            running_mean: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    """``weight`` and ``bias``, a missing one as BatchNorm without affine has it: gamma 1, beta 0."""
+    channels, dtype = low_hz_.shape[0], _statistics_dtype(x, weight, bias, running_mean)
+    return (x.new_ones(channels, dtype=dtype) if weight is None else weight,
+            x.new_zeros(channels, dtype=dtype) if bias is None else bias)
 
 
 load_builtin_backends()
@@ -51,13 +85,14 @@ def _no_autocast(x: Tensor):
 
 
 @torch.library.custom_op("sincfb::filterbank", mutates_args=())
-def _filterbank(x: Tensor, low_hz_: Tensor, band_hz_: Tensor, weight: Tensor, bias: Tensor,
-                running_mean: Optional[Tensor], running_var: Optional[Tensor], kernel_size: int,
-                sample_rate: float, min_low_hz: float, min_band_hz: float, pool_bins: int,
-                training: bool, eps: float, backend: str, precision: str
-                ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _filterbank(x: Tensor, low_hz_: Tensor, band_hz_: Tensor, weight: Optional[Tensor],
+                bias: Optional[Tensor], running_mean: Optional[Tensor],
+                running_var: Optional[Tensor], kernel_size: int, sample_rate: float,
+                min_low_hz: float, min_band_hz: float, pool_bins: int, training: bool, eps: float,
+                backend: str, precision: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     cfg = _config(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins, training, eps,
                   precision)
+    weight, bias = _affine(x, low_hz_, weight, bias, running_mean)
     with _no_autocast(x):
         return get_backend(backend).forward(x, low_hz_, band_hz_, weight, bias, running_mean,
                                             running_var, cfg)
@@ -69,8 +104,9 @@ def _filterbank_fake(x, low_hz_, band_hz_, weight, bias, running_mean, running_v
                      precision):
     batch, channels = x.shape[0], low_hz_.shape[0]
     n_out = x.shape[-1] - kernel_size + 1
+    stats = _statistics_dtype(x, weight, bias, running_mean)
     return (x.new_empty(batch, channels, pool_bins),
-            weight.new_empty(channels), weight.new_empty(channels),
+            x.new_empty(channels, dtype=stats), x.new_empty(channels, dtype=stats),
             x.new_empty(batch, channels, packed_mask_width(n_out), dtype=torch.uint8),
             x.new_empty(2, batch, channels, pool_bins, dtype=bin_stats_dtype(x.dtype)))
 
@@ -102,8 +138,10 @@ _SCALAR_ARGS = ("kernel_size", "sample_rate", "min_low_hz", "min_band_hz", "pool
 
 
 def _setup_context(ctx, inputs, output):
-    x, low_hz_, band_hz_, weight, bias, _, _ = inputs[:7]
+    x, low_hz_, band_hz_, weight, bias, running_mean, _ = inputs[:7]
     _, mean, var, mask_bits, bin_stats = output
+    ctx.affine_given = (weight is not None, bias is not None)
+    weight, bias = _affine(x, low_hz_, weight, bias, running_mean)
     ctx.save_for_backward(x, low_hz_, band_hz_, weight, bias, mean, var, mask_bits, bin_stats)
     ctx.scalars = inputs[7:]
     ctx.mark_non_differentiable(mean, var, mask_bits, bin_stats)
@@ -111,8 +149,11 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad_out, *_unused_grads):
     saved = ctx.saved_tensors
-    grads = torch.ops.sincfb.filterbank_backward(grad_out.contiguous(), *saved, *ctx.scalars)
-    return (*grads, None, None) + (None,) * len(_SCALAR_ARGS)
+    grad_x, grad_low, grad_band, grad_weight, grad_bias = torch.ops.sincfb.filterbank_backward(
+        grad_out.contiguous(), *saved, *ctx.scalars)
+    weight_given, bias_given = ctx.affine_given   # a None input takes a None gradient
+    return ((grad_x, grad_low, grad_band, grad_weight if weight_given else None,
+             grad_bias if bias_given else None, None, None) + (None,) * len(_SCALAR_ARGS))
 
 
 _filterbank.register_autograd(_backward, setup_context=_setup_context)
@@ -152,20 +193,47 @@ def validate_inputs(x: Tensor, low_hz_: Tensor, band_hz_: Tensor, kernel_size: i
                              "(a diverged training step?)")
 
 
-def fused_sinc_filterbank(x: Tensor, low_hz_: Tensor, band_hz_: Tensor, weight: Tensor,
-                          bias: Tensor, running_mean: Optional[Tensor] = None,
+def fused_sinc_filterbank(x: Tensor, low_hz_: Tensor, band_hz_: Tensor,
+                          weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
+                          running_mean: Optional[Tensor] = None,
                           running_var: Optional[Tensor] = None, *, kernel_size: int,
                           sample_rate: float, pool_bins: int, min_low_hz: float = 50.0,
                           min_band_hz: float = 50.0, training: bool = True,
                           momentum: float = 0.1, eps: float = 1e-5, backend: str = "auto",
-                          precision: Optional[str] = None) -> Tensor:
+                          precision: Optional[str] = None,
+                          raise_on_nonfinite: bool = False) -> Tensor:
     """Functional form of :class:`sincfb.FusedSincFilterbank`: pooled output (B, K, pool_bins).
 
     ``training=True`` normalises with batch statistics and, when running buffers are given,
     updates them in place like ``BatchNorm1d`` with ``momentum``; ``training=False`` uses the
-    running buffers (which must then be given). ``backend`` is a registered name or 'auto';
-    ``precision`` is 'ieee', 'tf32' or 'bf16' (default: :func:`default_precision`).
+    running buffers (which must then be given). ``weight`` and ``bias`` (K,) are BatchNorm's
+    affine parameters; None stands for gamma 1 and beta 0 (``BatchNorm1d(affine=False)``).
+    ``backend`` is a registered name or 'auto'; ``precision`` is 'ieee', 'tf32' or 'bf16'
+    (default: :func:`default_precision`).
+
+    NaN and Inf propagate as in the composite: the outputs that ``Sequential(SincConv,
+    BatchNorm1d, ReLU, AdaptiveAvgPool1d)`` makes non-finite are non-finite here too, and a batch
+    whose statistics are non-finite leaves the running buffers unchanged (BatchNorm1d would
+    fold the NaN into them). ``raise_on_nonfinite=True`` raises ``FloatingPointError`` instead,
+    before any buffer is touched, when the output or (training) the batch statistics hold a NaN
+    or Inf; the check waits for the device, so it costs a synchronisation per call.
     """
+    out, _ = filterbank_step(x, low_hz_, band_hz_, weight, bias, running_mean, running_var,
+                             kernel_size=kernel_size, sample_rate=sample_rate,
+                             pool_bins=pool_bins, min_low_hz=min_low_hz,
+                             min_band_hz=min_band_hz, training=training, momentum=momentum,
+                             eps=eps, backend=backend, precision=precision,
+                             raise_on_nonfinite=raise_on_nonfinite)
+    return out
+
+
+def filterbank_step(x, low_hz_, band_hz_, weight, bias, running_mean, running_var, *,
+                    kernel_size, sample_rate, pool_bins, min_low_hz, min_band_hz, training,
+                    momentum, eps, backend, precision, raise_on_nonfinite
+                    ) -> tuple[Tensor, Optional[Tensor]]:
+    """:func:`fused_sinc_filterbank`, also returning whether the running buffers took the batch:
+    a 0-dim bool tensor (False for a batch with non-finite statistics), or None when there was no
+    update to make (eval mode, or no buffers). The module counts ``num_batches_tracked`` by it."""
     kernel_size = odd_kernel_size(kernel_size)
     validate_inputs(x, low_hz_, band_hz_, kernel_size, pool_bins, training)
     if not training and (running_mean is None or running_var is None):
@@ -178,16 +246,60 @@ def fused_sinc_filterbank(x: Tensor, low_hz_: Tensor, band_hz_: Tensor, weight: 
         x.contiguous(), low_hz_, band_hz_, weight, bias, running_mean, running_var, kernel_size,
         float(sample_rate), float(min_low_hz), float(min_band_hz), pool_bins, training, eps,
         backend, precision)
-    if training and running_mean is not None:
-        _update_running_stats(running_mean, running_var, mean, var,
-                              x.shape[0] * (x.shape[-1] - kernel_size + 1), momentum)
-    return out
+    if raise_on_nonfinite:
+        check_finite(out, mean, var, training, x=x, weight=weight, bias=bias,
+                     running_mean=running_mean, running_var=running_var)
+    if not (training and running_mean is not None):
+        return out, None
+    accepted = _update_running_stats(running_mean, running_var, mean, var,
+                                     x.shape[0] * (x.shape[-1] - kernel_size + 1), momentum)
+    return out, accepted
 
 
-def _update_running_stats(running_mean, running_var, mean, var, count, momentum):
-    """BatchNorm1d's update: exponential average with the unbiased batch variance."""
+def _update_running_stats(running_mean, running_var, mean, var, count, momentum) -> Tensor:
+    """BatchNorm1d's update (exponential average with the unbiased batch variance), unless a
+    batch statistic is NaN or Inf: then both buffers keep their values. Returns that verdict as
+    a 0-dim bool tensor; ``torch.where`` instead of a branch, so it neither waits for the device
+    nor breaks a ``torch.compile`` graph."""
     with torch.no_grad():
-        running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
+        accepted = torch.isfinite(mean).all() & torch.isfinite(var).all()
+        new_mean = running_mean.mul(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
         unbiased = var.to(running_var.dtype) * (count / (count - 1))
-        running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+        new_var = running_var.mul(1 - momentum).add_(unbiased, alpha=momentum)
+        running_mean.copy_(torch.where(accepted, new_mean, running_mean))
+        running_var.copy_(torch.where(accepted, new_var, running_var))
+    return accepted
 
+
+def _nonfinite_summary(name: str, t: Optional[Tensor], per: str) -> Optional[str]:
+    """'name: n non-finite (per [i, j, ...])' for a tensor holding NaN or Inf, else None."""
+    if t is None:
+        return None
+    bad = ~torch.isfinite(t.detach())
+    if not bool(bad.any()):
+        return None
+    where = bad.flatten(1).any(1) if bad.dim() > 1 else bad
+    indices = where.nonzero().flatten().tolist()
+    shown = ", ".join(map(str, indices[:8])) + (", ..." if len(indices) > 8 else "")
+    return f"{name}: {int(bad.sum())} non-finite ({per} {shown})"
+
+
+def check_finite(out: Tensor, mean: Tensor, var: Tensor, training: bool, **sources) -> None:
+    """Raise ``FloatingPointError`` when ``out`` or, in training, the batch statistics hold a NaN
+    or Inf, naming the inputs that hold one (``sources``: x and the BatchNorm tensors)."""
+    if out.device.type == "meta":
+        return
+    stats = _nonfinite_summary("batch statistics", torch.stack([mean, var], 1), "channels") \
+        if training else None
+    result = _nonfinite_summary("output", out, "clips")
+    if stats is None and result is None:
+        return
+    found = [_nonfinite_summary(name, t, "clips" if name == "x" else "channels")
+             for name, t in sources.items()]
+    found = [s for s in found if s] or ["no NaN or Inf in the input or the BatchNorm tensors "
+                                        "(an overflow?)"]
+    kept = ("; running statistics left unchanged"
+            if training and sources.get("running_mean") is not None else "")
+    raise FloatingPointError(
+        "sincfb: the fused filterbank met NaN or Inf (raise_on_nonfinite=True): "
+        + "; ".join(s for s in (result, stats) if s) + ". Found in " + "; ".join(found) + kept)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 __all__ = ["bin_bounds", "bin_sums", "pack_mask", "unpack_mask", "packed_mask_width",
-           "spread_bins"]
+           "spread_bins", "relu_mask", "masked_zhat"]
 
 
 def bin_bounds(length: int, bins: int, device=None):
@@ -29,6 +29,21 @@ def bin_sums(values: torch.Tensor, bins: int) -> torch.Tensor:
     starts, ends = bin_bounds(values.shape[-1], bins, values.device)
     prefix = torch.nn.functional.pad(values.double().cumsum(-1), (1, 0))
     return prefix[..., ends] - prefix[..., starts]
+
+
+def relu_mask(z: torch.Tensor) -> torch.Tensor:
+    """Where the composite's ReLU passes its input and its gradient: ``not z <= 0``, i.e. z > 0
+    or NaN. ``relu(NaN)`` is NaN, and torch's ReLU backward (``threshold_backward``) zeroes the
+    gradient only where ``z <= 0``, so a NaN position passes it; ``z > 0`` would turn both into
+    zeros (``NaN > 0`` is False)."""
+    return ~(z <= 0)
+
+
+def masked_zhat(zhat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``zhat`` on the ReLU mask, else ``zhat - zhat``: 0 for finite zhat, NaN for NaN or Inf. Its
+    bin sums S give dgamma = sum(w * S) the non-finite values of the composite's
+    ``sum(dz * zhat)``, where ``dz = 0`` off the mask still meets a non-finite zhat (0 * Inf)."""
+    return torch.where(mask, zhat, zhat - zhat)
 
 
 def spread_bins(per_bin: torch.Tensor, length: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ __all__ = ["reference_filterbank"]
 
 
 def reference_filterbank(x: torch.Tensor, low_hz_: torch.Tensor, band_hz_: torch.Tensor,
-                         weight: torch.Tensor, bias: torch.Tensor,
+                         weight: torch.Tensor | None, bias: torch.Tensor | None,
                          running_mean: torch.Tensor | None, running_var: torch.Tensor | None,
                          *, kernel_size: int, sample_rate: float, pool_bins: int,
                          min_low_hz: float = 50.0, min_band_hz: float = 50.0,
@@ -23,12 +23,14 @@ def reference_filterbank(x: torch.Tensor, low_hz_: torch.Tensor, band_hz_: torch
     """Pooled output (B, K, pool_bins) of ``Sequential(SincConv, BatchNorm1d, ReLU, AdaptiveAvgPool1d)``.
 
     ``training=True`` normalises with batch statistics and, when the running buffers are given,
-    updates them in place exactly like ``BatchNorm1d`` with this ``momentum``. ``upcast=True``
-    computes in float64 (running buffers too) and casts the output back to ``x.dtype``.
+    updates them in place exactly like ``BatchNorm1d`` with this ``momentum``. ``weight`` and
+    ``bias`` may be None (no affine), as in ``F.batch_norm``. ``upcast=True`` computes in float64
+    (running buffers too) and casts the output back to ``x.dtype``.
     """
     out_dtype = x.dtype
     if upcast:
-        x, low_hz_, band_hz_, weight, bias = (t.double() for t in (x, low_hz_, band_hz_, weight, bias))
+        x, low_hz_, band_hz_, weight, bias = (None if t is None else t.double()
+                                              for t in (x, low_hz_, band_hz_, weight, bias))
     filters = sinc_filters(low_hz_, band_hz_, kernel_size, sample_rate, min_low_hz, min_band_hz,
                            dtype=x.dtype)
     y = F.conv1d(x, filters.unsqueeze(1))

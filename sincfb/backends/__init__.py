@@ -10,7 +10,8 @@ A backend is a pair of functions behind the one registered operation (``sincfb.o
 Each backend lives in its own module here (``reference``, ``cpu``, ``fft``, ``triton``) and registers
 itself when imported; :func:`load_builtin_backends` imports whichever of them exist. ``available()``
 and ``auto_priority()`` are evaluated lazily (never at import time), so importing sincfb queries no
-GPU and builds no extension.
+GPU, builds no extension and imports neither triton nor ``torch._dynamo``
+(``tests/sincfb/test_import.py``).
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from typing import Callable, NamedTuple, Optional
 import torch
 
 __all__ = ["FilterbankConfig", "Backend", "register_backend", "get_backend", "available_backends",
-           "unavailable_backends", "resolve_backend", "load_builtin_backends", "PRECISIONS"]
+           "unavailable_backends", "resolve_backend", "load_builtin_backends", "PRECISIONS",
+           "assume_constant_result"]
 
 PRECISIONS = ("ieee", "tf32", "bf16")
 
@@ -94,9 +96,18 @@ def unavailable_backends(device_type: str | None = None,
             for name, b in _REGISTRY.items() if considered(b) and not b.available()}
 
 
+def assume_constant_result(fn: Callable) -> Callable:
+    """``torch.compiler.assume_constant_result(fn)`` without its cost at import time: that
+    decorator imports ``torch._dynamo`` (and with it inductor and triton, ~1 s) only to set this
+    one attribute, which dynamo reads when it traces ``fn``. ``tests/sincfb/test_import.py``
+    checks that the two still mark a function the same way."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
 # Resolution may build an extension or probe a device: under torch.compile it runs once at trace
 # time and its answer is baked into the graph as a constant.
-@torch.compiler.assume_constant_result
+@assume_constant_result
 def resolve_backend(name: str, device_type: str, kernel_size: int) -> str:
     """Turn ``'auto'`` into a concrete backend for this device and filter length; check others."""
     if device_type == "meta":          # shapes only: the op's fake implementation serves any backend

@@ -28,6 +28,7 @@ from ..algebra import bin_weights, bn_backward_coefficients
 from ..filters import cutoff_parameter_grads, sinc_filters
 from ..pooling import bin_bounds, pack_mask, packed_mask_width, spread_bins, unpack_mask
 from . import Backend, FilterbankConfig, register_backend
+from .reference import recompute_nonfinite_clips
 from .selftest import SelfTest, compare_with_reference
 
 __all__ = ["fft_forward", "fft_backward", "fast_fft_length", "autocorrelation_sums",
@@ -215,12 +216,15 @@ def _batch_statistics(y: torch.Tensor):
 def _epilogue(y, mean, var, gamma, beta, eps, sizes):
     """BatchNorm, ReLU, pooling, per-bin (count, sum of zhat) and the mask of one chunk.
 
-    Float masks (``sign(relu(z))``) instead of boolean ``where``: the same values, several times
-    faster on the CPU."""
+    Float masks instead of boolean ``where``: the same values, several times faster on the CPU.
+    NaN as in the composite (:func:`sincfb.pooling.relu_mask`): ``relu_`` keeps it and it counts
+    as positive (``ceil`` takes (0, inf] to >= 1 and NaN, which ``sign`` would make 0, stays NaN
+    for ``nan_to_num_``); ``zhat * 0`` off the mask keeps a non-finite zhat in the bin sums
+    (:func:`sincfb.pooling.masked_zhat`)."""
     rstd = torch.rsqrt(var.to(y.dtype) + eps)[:, None]
     zhat = torch.addcmul(-mean.to(y.dtype)[:, None] * rstd, y, rstd)
     active = torch.addcmul(beta[:, None], zhat, gamma[:, None]).relu_()
-    positive = torch.sign(active)
+    positive = active.ceil().clamp_(max=1).nan_to_num_(1.0)
     pooled = _bin_sums(active, sizes) / sizes
     counts = _bin_sums(positive, sizes).round_()
     normalised = _bin_sums(zhat.mul_(positive), sizes)
@@ -275,6 +279,9 @@ def fft_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var,
     forward = (lambda *a: _cpu_forward(ops, *a)) if ops else _chunked_forward
     out, mean, var, mask_bits, bin_stats = forward(s, weight, bias, running_mean, running_var,
                                                    cfg)
+    # the FFT spreads a non-finite sample over its whole clip
+    recompute_nonfinite_clips(out, mask_bits, bin_stats, s.signal[:, None], low_hz_, band_hz_,
+                              weight, bias, running_mean, running_var, cfg)
     return (out.to(x.dtype), mean, var, mask_bits,
             bin_stats.to(torch.promote_types(x.dtype, torch.float32)))
 

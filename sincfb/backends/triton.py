@@ -25,6 +25,7 @@ element a kernel does not write shows up in the results (tests).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 
@@ -34,13 +35,34 @@ import torch.nn.functional as F
 from ..filters import cutoff_parameter_grads
 from ..pooling import bin_bounds
 from . import Backend, FilterbankConfig, register_backend
-from .reference import reference_backward, reference_forward
+from .reference import recompute_nonfinite_clips, reference_backward, reference_forward
 
-__all__ = ["triton_forward", "triton_backward", "window_moments", "folded", "tap_sum_term",
-           "autocorrelation_term", "full_filters"]
+__all__ = ["triton_forward", "triton_backward", "triton_available", "triton_unavailable_reason",
+           "window_moments", "folded", "tap_sum_term", "autocorrelation_term", "full_filters"]
 
-_HAVE_TRITON = importlib.util.find_spec("triton") is not None
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@functools.cache
+def _have_triton() -> bool:
+    """Whether the triton package is installed (looked up, not imported)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def triton_available() -> bool:
+    """The backend can run here: triton is installed, and there is a CUDA device or the
+    interpreter was asked for (TRITON_INTERPRET=1, set before sincfb is imported)."""
+    return _have_triton() and (_INTERPRET or torch.cuda.is_available())
+
+
+def triton_unavailable_reason():
+    """Why :func:`triton_available` is False, or None."""
+    if not _have_triton():
+        return "the triton package is not installed"
+    if not triton_available():
+        return ("no CUDA device (TRITON_INTERPRET=1, set before sincfb is imported, runs the "
+                "kernels in Triton's interpreter on the CPU)")
+    return None
 
 
 def _kernels():
@@ -196,7 +218,7 @@ def _padded_input(x: torch.Tensor, layout) -> torch.Tensor:
 
 
 def _check(x: torch.Tensor, cfg: FilterbankConfig):
-    if not _HAVE_TRITON:
+    if not _have_triton():
         raise RuntimeError("the 'triton' backend needs the triton package")
     if x.device.type != "cuda" and not _INTERPRET:
         raise RuntimeError("the 'triton' backend runs on CUDA tensors (or on the CPU with "
@@ -232,6 +254,9 @@ def triton_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var
             _pad_vector(-mean * inv_sigma, lay), _pad_vector(weight.detach(), lay),
             _pad_vector(bias.detach(), lay), lay, cfg.precision, x.dtype,
             torch.promote_types(x.dtype, torch.float32), _poison())
+        # the pooling products spread a non-finite sample over the program's bins (0 * NaN)
+        recompute_nonfinite_clips(out, mask_bits, bin_stats, x.float(), low_hz_, band_hz_,
+                                  weight, bias, running_mean, running_var, cfg)
     if cfg.training:
         mean, var = mean.to(weight.dtype), var.to(weight.dtype)
     else:
@@ -268,6 +293,11 @@ def triton_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mas
         grad_taps = tk.filter_correlation(x_pad, weighted, mask_bits, lay, cfg.precision, poison)
         grad_x = tk.transposed_product(_pack_taps(taps, None, lay, cfg.precision), weighted,
                                        mask_bits, lay, cfg.precision, poison)
+        # the kernels apply c before the ReLU mask, so a non-finite c_k (an Inf gamma) vanishes
+        # at the masked positions, where the composite's dy_k = c_k dz_k is Inf * 0 = NaN
+        finite = torch.isfinite(c)
+        grad_taps = torch.where(finite[:, None], grad_taps, torch.nan)
+        grad_x = torch.where(finite.all(), grad_x, torch.nan)
         if cfg.training:   # the batch statistics depend on y: dy = c dz + c3 - c4 y
             c4 = c * dgamma / (count * sigma)
             c3 = -c * dbeta / count + c4 * mean.double()
@@ -286,7 +316,8 @@ def triton_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mas
 register_backend(Backend(
     name="triton", forward=triton_forward, backward=triton_backward,
     devices=("cuda", "cpu") if _INTERPRET else ("cuda",),
-    available=lambda: _HAVE_TRITON,
+    available=triton_available,
+    unavailable_reason=triton_unavailable_reason,
     auto_priority=lambda device_type, kernel_size: 10.0 if device_type == "cuda" else None,
     summary="Triton kernels: folded implicit-GEMM forward with fused BN/ReLU/pool epilogue, "
             "bit-mask backward; CPU only through TRITON_INTERPRET=1"))

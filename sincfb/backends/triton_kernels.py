@@ -199,9 +199,13 @@ def _fwd_epilogue(acc, n, n0, kk, b, K, N_out, W, own_lo, own_hi, off_ptr, gam_p
     beta = tl.load(bet_ptr + kk)
     zhat = acc + shift[None, :]
     z = zhat * gamma[None, :] + beta[None, :]
-    positive = (z > 0) & (n < N_out)[:, None]
+    valid = (n < N_out)[:, None]
+    # NaN as in the composite (sincfb/pooling.py: relu_mask, masked_zhat): a NaN z is on the
+    # mask, so it passes itself and its gradient; off the mask zhat - zhat (0, or NaN for a
+    # non-finite zhat) keeps dgamma non-finite where the composite's is
+    positive = ((z > 0) | (z != z)) & valid
     act = tl.where(positive, z, 0.0)
-    zpos = tl.where(positive, zhat, 0.0)
+    zpos = tl.where(positive, zhat, tl.where(valid, zhat - zhat, 0.0))
     count = positive.to(tl.float32)
     pool_a = _dot(member, act, pool_a, PREC, INTERP)
     pool_z = _dot(member, zpos, pool_z, PREC, INTERP)
