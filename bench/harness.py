@@ -30,7 +30,6 @@ import resource
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass
@@ -43,6 +42,7 @@ from torch import nn
 
 import sincfb
 from bench.machine import cpu_info
+from models.fileio import atomic_write_json
 
 __all__ = ["Size", "SIZES", "MODES", "main", "parse_args", "plan_cases", "run_case", "run_cases",
            "add_ratios", "folded_gflop", "collect_meta", "write_json_atomic"]
@@ -541,20 +541,8 @@ def default_out(meta: dict) -> Path:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` as JSON to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write ``data`` as JSON to ``path`` atomically (:func:`models.fileio.atomic_write_json`)."""
+    atomic_write_json(path, data, indent=2)
 
 
 # ----------------------------------------------------------------------------- command line

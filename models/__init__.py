@@ -4,14 +4,32 @@ Every model takes clips of raw audio, (B, N) or (B, 1, N), and returns logits; e
 ``representation(x)`` (the learned or fixed front-end output), ``embed(x)`` (the pooled feature
 the classifier reads) and ``classify(features)``. Defaults are the paper's sizes;
 ``compact_config(name)`` gives the small configuration used on CPUs.
+
+The names below are imported on first use, so that ``import models`` (and the command line's
+``--help``) does not load torch.
 """
-from .common import AudioClassifier, count_parameters
-from .melresnet import MelResNet
-from .mssincresnet import MSSincResNet, SincResNet
-from .registry import COMPACT, MODELS, build_model, canonical_name, compact_config
-from .sincnet import SincNet
-from .trunk import BackboneWeightsUnavailable, ResNetTrunk, trunk_output_size
+import importlib
+
+_EXPORTS = {
+    "AudioClassifier": "common", "count_parameters": "common", "MelResNet": "melresnet",
+    "MSSincResNet": "mssincresnet", "SincResNet": "mssincresnet", "COMPACT": "registry",
+    "MODELS": "registry", "build_model": "registry", "canonical_name": "registry",
+    "compact_config": "registry", "SincNet": "sincnet", "BackboneWeightsUnavailable": "trunk",
+    "ResNetTrunk": "trunk", "trunk_output_size": "trunk",
+}
 
 __all__ = ["MSSincResNet", "SincNet", "SincResNet", "MelResNet", "build_model", "MODELS",
            "COMPACT", "compact_config", "canonical_name", "count_parameters", "AudioClassifier",
            "ResNetTrunk", "trunk_output_size", "BackboneWeightsUnavailable"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

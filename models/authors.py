@@ -55,7 +55,7 @@ def from_authors_state_dict(state: Mapping, class_names=None, wrapper=None):
     """
     from . import MSSincResNet
     from .recipes import recipe_config
-    from .train import AUTHORS_FORMAT, CheckpointError
+    from .checkpoints import AUTHORS_FORMAT, CheckpointError
 
     num_classes = int(state["resnet.model.fc.weight"].shape[0])
     classes = list(class_names or ASSUMED_CLASSES)

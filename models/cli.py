@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 __all__ = ["main", "build_parser"]
 
 PROTOCOLS = ("auto", "cv", "filtered", "predefined")
+PREDICT_FORMATS = ("table", "json", "csv")
 DEFAULT_FOLDS = 10
 
 DEMO_SETTINGS = {   # the demo's recipe on the synthetic corpus: short, fast, reliable on 2 CPU cores
@@ -100,7 +102,8 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", nargs="?", help="dataset: a GTZAN or ISMIR2004 folder, a folder per "
                         "class, or a CSV manifest (path,label[,split]); omitted: the synthetic corpus")
     parser.add_argument("--kind", default="auto",
-                        choices=("auto", "gtzan", "ismir2004", "folder", "manifest", "synthetic"))
+                        choices=("auto", "gtzan", "ismir2004", "folder", "manifest", "synthetic"),
+                        help="the dataset's layout (auto: detected from the files)")
     parser.add_argument("--classes", type=_class_list,
                         help="comma-separated class names in the model's output order: fixes the "
                         "dataset's class list (a label or class folder outside it is an error) "
@@ -112,10 +115,56 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help that shows every default: a flag's own value, or for a training setting the values
+    of both recipes (a flag left out takes them from ``--recipe``)."""
+
+    settings: dict = {}          # dest -> (paper value, authors value), filled by build_parser
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        if action.dest in self.settings:
+            paper, authors = self.settings[action.dest]
+            shown = f"default {paper!r}" if paper == authors else \
+                f"paper: {paper!r}, authors: {authors!r}"
+            return f"{text} ({shown})".replace("%", "%%")
+        if action.default not in (None, False, ()):
+            return f"{text} (default: %(default)s)"
+        return text
+
+
+def _recipe_defaults() -> dict:
+    """``{field: (paper value, authors value)}`` of every training setting."""
+    from .config import TrainConfig
+    from .recipes import recipe_values
+
+    paper = {**TrainConfig().to_dict(), **recipe_values("paper")}
+    authors = {**paper, **recipe_values("authors")}
+    return {field: (paper[field], authors[field]) for field in paper if field != "model_kwargs"}
+
+
+def _version() -> str:
+    """'sincfb X.Y.Z' from the installed package's metadata (without importing torch)."""
+    from importlib import metadata
+
+    try:
+        return f"mssincresnet (sincfb {metadata.version('sincfb')})"
+    except metadata.PackageNotFoundError:
+        return "mssincresnet (sincfb, not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``mssincresnet`` argument parser (sub-commands train, evaluate, demo, predict, plot)."""
-    parser = argparse.ArgumentParser(prog="mssincresnet", description=__doc__)
+    """The ``mssincresnet`` argument parser (sub-commands train, evaluate, demo, predict, plot).
+
+    Building it imports no torch, so ``--help`` and ``--version`` answer at once."""
+    _HelpFormatter.settings = _recipe_defaults()
+    parser = argparse.ArgumentParser(prog="mssincresnet", description=__doc__,
+                                     formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser = functools.partial(commands.add_parser, formatter_class=_HelpFormatter)
 
     train = commands.add_parser("train", help="train a genre classifier")
     _add_data_flags(train)
@@ -162,11 +211,55 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--overwrite", action="store_true",
                       help="run in an OUT that holds another (non-demo) training run, moving "
                       "that run aside; an earlier demo run there is replaced without it")
-    from .plots import add_plot_parser
-    from .predict import add_predict_parser
-    add_predict_parser(commands)
-    add_plot_parser(commands)
+    _add_predict_parser(commands)
+    _add_plot_parser(commands)
     return parser
+
+
+def _add_predict_parser(commands) -> None:
+    """Add the ``predict`` sub-command to the ``mssincresnet`` sub-parsers."""
+    p = commands.add_parser("predict", help="classify audio files or folders with a checkpoint",
+                            description="Classify every audio file given (folders are searched "
+                            "recursively): genre, confidence and vote shares over its clips.")
+    p.add_argument("paths", nargs="+", metavar="FILES_OR_FOLDERS")
+    p.add_argument("--checkpoint", required=True,
+                   help="a best.pt / last.pt written by training, or the authors' released .tar")
+    p.add_argument("--classes", type=_class_list,
+                   help="class names of an authors' checkpoint, in output order (default: "
+                   "GTZAN's alphabetical order, an assumption)")
+    p.add_argument("--format", choices=PREDICT_FORMATS, default="table", help="output format (default table)")
+    p.add_argument("--output", help="write the results to this file instead of stdout")
+    p.add_argument("--batch-size", type=int, default=32, help="clips per forward pass (memory)")
+    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--vote", choices=("majority", "mean"),
+                   help="song decision from its clips (default: the checkpoint's)")
+
+
+def _add_plot_parser(commands) -> None:
+    """Add ``plot filterbank|representation|curves|confusion`` to the ``mssincresnet`` commands."""
+    plot = commands.add_parser("plot", help="draw a figure as PNG",
+                               description="Draw a figure of a trained model or a run as PNG.")
+    kinds = plot.add_subparsers(dest="figure", required=True, metavar="FIGURE")
+    for name, text, needs in (
+            ("filterbank", "learned cut-offs vs mel initialisation, frequency responses",
+             ("checkpoint",)),
+            ("representation", "a clip's learned 2D representations beside its log-Mel "
+             "spectrogram (paper Fig. 4)", ("checkpoint", "audio")),
+            ("curves", "loss and accuracies per epoch (paper Fig. 5)", ("log",)),
+            ("confusion", "confusion matrix of an evaluation", ("report",))):
+        sub = kinds.add_parser(name, help=text, description=text)
+        if "checkpoint" in needs:
+            sub.add_argument("--checkpoint", required=True, help="a checkpoint written by training")
+        if "audio" in needs:
+            sub.add_argument("--audio", required=True, help="an audio file (any format and rate)")
+            sub.add_argument("--offset", type=float,
+                             help="clip start in seconds (default: the middle of the track)")
+        if "log" in needs:
+            sub.add_argument("--log", required=True, help="a run's log.csv, or the run folder")
+        if "report" in needs:
+            sub.add_argument("--report", required=True,
+                             help="report.json of train/demo or the JSON written by evaluate")
+        sub.add_argument("--out", default=f"{name}.png", help=f"PNG to write (default {name}.png)")
 
 
 def _keys(text: str) -> tuple[str, ...]:
@@ -177,7 +270,7 @@ def _settings_from_args(args) -> tuple[dict, set]:
     """The training settings this command line asks for (the recipe, then the --config file,
     then the flags, then what --compact and --backend imply), and the keys it sets itself."""
     from .recipes import recipe_config
-    from .train import TrainConfig
+    from .config import TrainConfig
 
     from_file = TrainConfig.read_file(args.config) if args.config else {}
     recipe = args.recipe or from_file.get("recipe", "paper")
@@ -201,7 +294,7 @@ def _settings_from_args(args) -> tuple[dict, set]:
 
 def _config_from_args(args):
     """The training settings of a new run (:func:`_settings_from_args`)."""
-    from .train import TrainConfig
+    from .config import TrainConfig
 
     return TrainConfig.from_dict(_settings_from_args(args)[0])
 
@@ -251,7 +344,8 @@ def _report_failures(corpus) -> None:
 
 
 def _train_one(config, corpus, splits, out_dir, resume, progress, split_spec=None):
-    from .train import Trainer, load_checkpoint
+    from .checkpoints import load_checkpoint
+    from .train import Trainer
 
     trainer = Trainer(config, corpus, splits, out_dir, progress=progress, resume_from=resume,
                       split_spec=split_spec)
@@ -279,7 +373,7 @@ def _fold_dirs(args) -> dict:
 def _saved_runs(args, fold_dirs: dict) -> dict:
     """``{fold: (checkpoint path, checkpoint)}`` of the runs ``--resume`` continues; with
     ``--all-folds`` a fold that never started has none and starts afresh."""
-    from .train import read_checkpoint
+    from .checkpoints import read_checkpoint
 
     if not args.resume:
         return {}
@@ -296,8 +390,8 @@ def _saved_runs(args, fold_dirs: dict) -> dict:
 def _resumed_config(args, saved: dict):
     """The checkpoint's recipe, with only the changes :func:`models.runs.resumed_settings`
     allows; the split the command line asks for must be the checkpoint's."""
+    from .config import TrainConfig
     from .runs import RunFolderError, resumed_settings
-    from .train import TrainConfig
 
     path, state = next(iter(saved.values()))
     settings = resumed_settings(state["config"], _explicit_settings(args), args.override,
@@ -318,7 +412,8 @@ def command_train(args) -> int:
     from .data import make_splits, resolved_protocol
     from .evaluate import aggregate_folds
     from .runs import prepare_run_folder, splits_from_checkpoint
-    from .train import atomic_write_text, resolve_device
+    from .fileio import atomic_write_text
+    from .runtime import resolve_device
 
     out, fold_dirs = Path(args.out), _fold_dirs(args)
     saved = _saved_runs(args, fold_dirs)
@@ -427,7 +522,10 @@ def command_evaluate(args) -> int:
     from .authors import class_order_note
     from .evaluate import predict_songs, score
     from .runs import evaluation_songs
-    from .train import TrainConfig, atomic_write_text, load_checkpoint, resolve_device
+    from .checkpoints import load_checkpoint
+    from .config import TrainConfig
+    from .fileio import atomic_write_text
+    from .runtime import resolve_device
 
     device = resolve_device(args.device)
     _, state = load_checkpoint(args.checkpoint, "cpu", class_names=args.classes)
@@ -485,7 +583,8 @@ def command_demo(args) -> int:
     """Synthesise the corpus, train the compact MS-SincResNet, evaluate held-out songs by vote."""
     from . import compact_config
     from .data import load_corpus, make_splits, synthetic_tracklist
-    from .train import TrainConfig, atomic_write_text
+    from .config import TrainConfig
+    from .fileio import atomic_write_text
 
     started = time.perf_counter()
     _prepare_demo_folder(Path(args.out), args.overwrite)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .audio import AUDIO_EXTENSIONS, AudioError, Framing, fft_resample, read_mono, resample
+from .fileio import atomic_open, atomic_write_bytes
 
 __all__ = ["DataError", "Track", "TrackList", "Corpus", "GTZAN_GENRES", "ISMIR2004_CLASSES",
            "ISMIR2004_GENRES", "gtzan", "ismir2004", "ismir2004_class", "folder_per_class",
@@ -643,37 +644,30 @@ def load_corpus(tracklist: TrackList, sample_rate: int = 16000, cache_dir=None,
     index = _write_audio(tracklist, sample_rate, progress, fixed_samples, storage,
                          stem.with_suffix(suffix))
     index.update(classes=tracklist.classes, sample_rate=sample_rate, storage=storage)
-    _atomic_write(stem.with_suffix(".json"), json.dumps(index).encode())
+    atomic_write_bytes(stem.with_suffix(".json"), json.dumps(index).encode())
     return _read_cache(stem, tracklist)
 
 
 def _write_audio(tracklist, sample_rate, progress, fixed_samples, storage, path: Path) -> dict:
     """Decode every track into ``path`` (atomically); returns the index of what was kept."""
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     kept, lengths, steps, failures, stretched = [], [], [], [], 0
-    try:
-        with open(tmp, "wb") as sink:
-            for track, samples, failure, ratio in _decode_all(tracklist, sample_rate, progress,
-                                                              fixed_samples):
-                if failure:
-                    warnings.warn(f"skipping {failure}", stacklevel=3)
-                    failures.append(failure)
-                    continue
-                if storage == "int16":
-                    samples, step = _quantise(samples)
-                    steps.append(step)
-                sink.write(np.ascontiguousarray(samples, dtype=samples.dtype).tobytes())
-                kept.append(track)
-                lengths.append(len(samples))
-                stretched += abs(ratio - 1) > 0.05
-            sink.flush()
-            os.fsync(sink.fileno())
+    with atomic_open(path, "wb") as sink:
+        for track, samples, failure, ratio in _decode_all(tracklist, sample_rate, progress,
+                                                          fixed_samples):
+            if failure:
+                warnings.warn(f"skipping {failure}", stacklevel=3)
+                failures.append(failure)
+                continue
+            if storage == "int16":
+                samples, step = _quantise(samples)
+                steps.append(step)
+            sink.write(np.ascontiguousarray(samples, dtype=samples.dtype).tobytes())
+            kept.append(track)
+            lengths.append(len(samples))
+            stretched += abs(ratio - 1) > 0.05
         if not kept:
             raise DataError(f"{tracklist.name}: none of the {len(tracklist.tracks)} files could be "
                             f"used; first problem: {failures[0] if failures else 'none'}")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     if stretched:
         warnings.warn(f"{stretched} of {len(kept)} tracks differ from the fixed duration of "
                       f"{fixed_samples / sample_rate:g} s by more than 5 %; resampling them to that "
@@ -682,18 +676,6 @@ def _write_audio(tracklist, sample_rate, progress, fixed_samples, storage, path:
     return {"names": [t.name for t in kept], "labels": [t.label for t in kept],
             "splits": [t.split for t in kept], "lengths": lengths, "failures": failures,
             "steps": steps or None}
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _read_cache(stem: Path, tracklist: TrackList) -> Optional[Corpus]:

@@ -6,18 +6,16 @@ accuracy, confusion matrix, per-class precision / recall / F1, and mean ± std o
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .audio import Framing
+from .config import TIE_BREAKS
+from .runtime import autocast
 
-__all__ = ["SongPrediction", "classify_clips", "vote", "predict_songs", "score", "aggregate_folds",
-           "TIE_BREAKS"]
-
-TIE_BREAKS = ("probability", "lowest")
+__all__ = ["SongPrediction", "classify_clips", "vote", "predict_songs", "score", "aggregate_folds"]
 
 
 @dataclass
@@ -40,12 +38,6 @@ class SongPrediction:
                 "clips": int(len(self.clip_predictions))}
 
 
-def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
 @torch.no_grad()
 def classify_clips(model, clips: torch.Tensor, batch_size: int = 32, device=None,
                    amp: bool = False) -> torch.Tensor:
@@ -55,7 +47,7 @@ def classify_clips(model, clips: torch.Tensor, batch_size: int = 32, device=None
     outputs = []
     for start in range(0, clips.shape[0], batch_size):
         batch = clips[start:start + batch_size].to(device, non_blocking=True)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             logits = model(batch)
         outputs.append(torch.softmax(logits.float(), dim=-1).cpu())
     return torch.cat(outputs)

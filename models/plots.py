@@ -15,7 +15,6 @@ is touched, and every PNG has the fixed pixel size :func:`figure_pixels` gives.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Optional, Union
@@ -23,8 +22,10 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from .fileio import atomic_path
+
 __all__ = ["plot_filterbank", "plot_representation", "plot_training_curves", "plot_confusion",
-           "write_run_figures", "figure_pixels", "add_plot_parser", "command_plot", "DPI"]
+           "write_run_figures", "figure_pixels", "command_plot", "DPI"]
 
 DPI = 100
 #: Figure sizes in inches; every PNG is exactly (width * DPI, height * DPI) pixels.
@@ -55,13 +56,8 @@ def _new_figure(kind: str):
 def _save(figure, path) -> Path:
     """Write ``figure`` as PNG through a temporary file and a rename (never a half-written PNG)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -291,7 +287,7 @@ def plot_representation(model, audio, path, offset: Optional[float] = None) -> P
 # ------------------------------------------------------------------------------ curves
 def _read_log(log) -> list[dict]:
     """Rows of a run's log.csv (``log`` may be the file or the run folder)."""
-    from .train import read_log_csv
+    from .logs import read_log_csv
 
     log = Path(log)
     if log.is_dir():
@@ -394,33 +390,6 @@ def write_run_figures(run_dir, model=None) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------ command line
-def add_plot_parser(commands) -> None:
-    """Add ``plot filterbank|representation|curves|confusion`` to the ``mssincresnet`` commands."""
-    plot = commands.add_parser("plot", help="draw a figure as PNG",
-                               description="Draw a figure of a trained model or a run as PNG.")
-    kinds = plot.add_subparsers(dest="figure", required=True, metavar="FIGURE")
-    for name, text, needs in (
-            ("filterbank", "learned cut-offs vs mel initialisation, frequency responses",
-             ("checkpoint",)),
-            ("representation", "a clip's learned 2D representations beside its log-Mel "
-             "spectrogram (paper Fig. 4)", ("checkpoint", "audio")),
-            ("curves", "loss and accuracies per epoch (paper Fig. 5)", ("log",)),
-            ("confusion", "confusion matrix of an evaluation", ("report",))):
-        sub = kinds.add_parser(name, help=text, description=text)
-        if "checkpoint" in needs:
-            sub.add_argument("--checkpoint", required=True, help="a checkpoint written by training")
-        if "audio" in needs:
-            sub.add_argument("--audio", required=True, help="an audio file (any format and rate)")
-            sub.add_argument("--offset", type=float,
-                             help="clip start in seconds (default: the middle of the track)")
-        if "log" in needs:
-            sub.add_argument("--log", required=True, help="a run's log.csv, or the run folder")
-        if "report" in needs:
-            sub.add_argument("--report", required=True,
-                             help="report.json of train/demo or the JSON written by evaluate")
-        sub.add_argument("--out", default=f"{name}.png", help=f"PNG to write (default {name}.png)")
-
-
 def command_plot(args) -> int:
     """Draw the requested figure; a missing or unusable input raises (``main`` exits with 2)."""
     if args.figure == "filterbank":

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from .audio import AUDIO_EXTENSIONS, AudioError, Framing, load_audio
+from .cli import PREDICT_FORMATS as FORMATS
 
 __all__ = ["FileResult", "Classifier", "load_classifier", "prepare_for_inference",
            "find_audio_files", "classify",
-           "add_predict_parser", "command_predict", "format_results"]
+           "command_predict", "format_results"]
 
-FORMATS = ("table", "json", "csv")
 
 
 @dataclass
@@ -125,7 +125,9 @@ def load_classifier(checkpoint, device: Union[str, torch.device] = "auto",
     missing or foreign file.
     """
     from .authors import class_order_note
-    from .train import TrainConfig, load_checkpoint, resolve_device
+    from .checkpoints import load_checkpoint
+    from .config import TrainConfig
+    from .runtime import resolve_device
 
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
     model, state = load_checkpoint(checkpoint, device, class_names=classes)
@@ -298,34 +300,13 @@ def format_results(results: list[FileResult], fmt: str = "table", classes=None,
 
 
 # ------------------------------------------------------------------------------- command line
-def add_predict_parser(commands) -> None:
-    """Add the ``predict`` sub-command to the ``mssincresnet`` sub-parsers."""
-    from .cli import _class_list
-
-    p = commands.add_parser("predict", help="classify audio files or folders with a checkpoint",
-                            description="Classify every audio file given (folders are searched "
-                            "recursively): genre, confidence and vote shares over its clips.")
-    p.add_argument("paths", nargs="+", metavar="FILES_OR_FOLDERS")
-    p.add_argument("--checkpoint", required=True,
-                   help="a best.pt / last.pt written by training, or the authors' released .tar")
-    p.add_argument("--classes", type=_class_list,
-                   help="class names of an authors' checkpoint, in output order (default: "
-                   "GTZAN's alphabetical order, an assumption)")
-    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
-    p.add_argument("--output", help="write the results to this file instead of stdout")
-    p.add_argument("--batch-size", type=int, default=32, help="clips per forward pass (memory)")
-    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1 ...")
-    p.add_argument("--vote", choices=("majority", "mean"),
-                   help="song decision from its clips (default: the checkpoint's)")
-
-
 def command_predict(args) -> int:
     """Classify, print or write the results, name skipped files on stderr.
 
     Exit status: 0 when at least one file was classified, 1 when none was; a usage error (missing
     checkpoint, bad batch size) raises ValueError, which ``main`` turns into status 2.
     """
-    from .train import atomic_write_text
+    from .fileio import atomic_write_text
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")

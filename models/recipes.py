@@ -1,7 +1,7 @@
 """The two named training recipes, ``paper`` and ``authors``, and the source of every value.
 
 ``paper`` is the paper's text (Chang, Chen & Lee, ICMR 2021, as DESIGN.md §1 summarises it) with
-its gaps filled as stated below; its values are the defaults of :class:`models.train.TrainConfig`.
+its gaps filled as stated below; its values are the defaults of :class:`models.config.TrainConfig`.
 ``authors`` is the authors' released code, step by step: GitHub PeiChunChang/MS-SincResNet @
 95799db1 (models.py, dataloader.py, main.py). Every value can be overridden (a flag, or a
 ``--config`` file). ``python -m models.recipes`` prints the table of the README.
@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .train import TrainConfig
+from .config import TrainConfig
 
 __all__ = ["RECIPES", "SETTINGS", "Setting", "recipe_values", "recipe_config", "markdown_table",
            "AUTHORS_CODE"]

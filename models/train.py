@@ -11,16 +11,10 @@ same numbers an uninterrupted run would have produced.
 """
 from __future__ import annotations
 
-import csv
-import dataclasses
-import inspect
-import json
-import math
 import os
 import signal
 import time
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -28,148 +22,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .audio import Framing
+from .checkpoints import (CHECKPOINT_FORMAT, CheckpointError, build_from_config, check_classes,
+                          load_model_state, read_checkpoint)
+from .config import TrainConfig
 from .data import Corpus, RandomClipDataset
-from .evaluate import TIE_BREAKS, predict_songs, score
+from .evaluate import predict_songs, score
+from .fileio import atomic_torch_save
+from .logs import write_logs
 from .runs import split_names
+from .runtime import autocast, resolve_device
 
-__all__ = ["TrainConfig", "Trainer", "atomic_torch_save", "atomic_write_text", "build_from_config",
-           "load_checkpoint", "read_checkpoint", "load_model_state", "CheckpointError",
-           "learning_rate", "resolve_device"]
-
-CHECKPOINT_FORMAT = "sincfb-genre/1"
-AUTHORS_FORMAT = "authors-release"       # a checkpoint of the authors' main.py / demo.py
-
+__all__ = ["Trainer", "EpochSampler", "learning_rate"]
 
 class _StopRequested(Exception):
     """Raised at a step boundary after Ctrl-C, to save the exact position."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used here (wrong file, other classes, other model)."""
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a training run; the defaults are the ``paper`` recipe (see
-    :mod:`models.recipes` for both recipes and the source of every value)."""
-
-    model: str = "mssincresnet"
-    model_kwargs: dict = field(default_factory=dict)
-    recipe: str = "paper"             # the recipe these settings started from (a record)
-    sample_rate: int = 16000
-    clip_seconds: float = 3.0
-    hop_seconds: float = 0.5
-    epochs: int = 200
-    batch_size: int = 24              # clips per batch
-    song_batches: bool = False        # True: each batch holds whole songs (all their clips)
-    clips_per_song: int = 4
-    lr: float = 0.005
-    warmup_epochs: int = 5
-    warmup_lr: float = 1e-5
-    halve_every: int = 30
-    halve_from: int = 0               # halvings at halve_from + k * halve_every, k >= 1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 1e-4
-    gain: float = 0.1                 # amplitude x U[1 - gain, 1 + gain]
-    noise_std: float = 0.02
-    noise: str = "gaussian"           # 'gaussian', 'uniform' (U[-noise_std, noise_std]), 'none'
-    audio_scale: float = 1.0          # samples are given to the model x this (32768: int16 scale)
-    fixed_seconds: Optional[float] = None          # stretch every file to this duration
-    frame_lookback_seconds: Optional[float] = None  # None: the paper's clips; 2.0: the authors'
-    spp: bool = True                  # ResNet models: SPP head (paper) or avg pool + fc (authors)
-    backbone: str = "imagenet"        # trunk initialisation: 'imagenet', 'random' or a .pth path
-    vote: str = "majority"
-    tie_break: str = "probability"    # majority ties: higher mean probability, or 'lowest' index
-    select_on: str = "valid"          # the epoch kept as best.pt: 'valid', or 'test' (optimistic)
-    eval_batch_size: int = 32
-    workers: int = 0
-    device: str = "auto"
-    amp: str = "auto"                 # bf16 autocast: 'auto' (on CUDA), 'on', 'off'
-    channels_last: str = "auto"
-    seed: int = 0
-
-    def __post_init__(self):
-        for name, allowed in (("noise", ("gaussian", "uniform", "none")),
-                              ("vote", ("majority", "mean")), ("tie_break", TIE_BREAKS),
-                              ("select_on", ("valid", "test"))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("audio_scale", "clip_seconds", "hop_seconds"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if self.fixed_seconds is not None and not self.fixed_seconds > 0:
-            raise ValueError(f"fixed_seconds must be positive or None, got {self.fixed_seconds!r}")
-        if self.song_batches and self.batch_size % self.clips_per_song:
-            raise ValueError(f"with song_batches, batch_size ({self.batch_size}) must be a multiple "
-                             f"of clips_per_song ({self.clips_per_song})")
-        lookback = self.frame_lookback_seconds
-        if lookback is not None and not 0 <= lookback < self.clip_seconds:
-            raise ValueError(f"frame_lookback_seconds must be in [0, clip_seconds = "
-                             f"{self.clip_seconds}) or None, got {lookback!r}")
-
-    @property
-    def clip_samples(self) -> int:
-        return int(round(self.clip_seconds * self.sample_rate))
-
-    @property
-    def hop_samples(self) -> int:
-        return int(round(self.hop_seconds * self.sample_rate))
-
-    @property
-    def fixed_samples(self) -> Optional[int]:
-        """Samples every file is stretched to at decoding, or None (real durations)."""
-        return None if self.fixed_seconds is None else int(round(self.fixed_seconds * self.sample_rate))
-
-    @property
-    def framing(self) -> Framing:
-        """Where the clips of a song lie and the scale the model sees them at."""
-        lookback = self.frame_lookback_seconds
-        return Framing(self.clip_samples, self.hop_samples,
-                       None if lookback is None else int(round(lookback * self.sample_rate)),
-                       self.audio_scale)
-
-    @classmethod
-    def read_file(cls, path) -> dict:
-        """The settings a JSON or TOML file gives, as a dict (unknown keys are an error)."""
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as error:
-            raise ValueError(f"{path}: cannot read the settings file ({error.strerror})") from None
-        try:
-            if path.suffix == ".toml":
-                import tomllib
-                values = tomllib.loads(text)
-            else:
-                values = json.loads(text)
-        except ValueError as error:
-            raise ValueError(f"{path}: not a valid {'TOML' if path.suffix == '.toml' else 'JSON'} "
-                             f"settings file ({error})") from None
-        cls._check_keys(values)
-        return values
-
-    @classmethod
-    def from_file(cls, path) -> "TrainConfig":
-        """Read a JSON or TOML file of fields (unknown keys are an error)."""
-        return cls.from_dict(cls.read_file(path))
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        """Build from a dict, rejecting keys that are not fields."""
-        cls._check_keys(values)
-        return cls(**values)
-
-    @classmethod
-    def _check_keys(cls, values: dict) -> None:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown training settings {sorted(unknown)}; known: {sorted(known)}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def learning_rate(config: TrainConfig, epoch: int) -> float:
@@ -179,32 +45,6 @@ def learning_rate(config: TrainConfig, epoch: int) -> float:
     if epoch < config.warmup_epochs:
         return config.warmup_lr
     return config.lr * 0.5 ** (max(0, epoch - config.halve_from) // max(1, config.halve_every))
-
-
-# ------------------------------------------------------------------------------ persistence
-def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename: never a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_torch_save(obj, path) -> None:
-    """``torch.save`` through a temporary file, flushed to disk and renamed into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -225,101 +65,6 @@ def _sigint_handler(handler):
 def _sigint_deferred():
     """Hold Ctrl-C while a checkpoint is being written, so a second press cannot corrupt it."""
     return _sigint_handler(signal.SIG_IGN)
-
-
-def build_from_config(name: str, num_classes: int, model_kwargs: dict, sample_rate: int,
-                      clip_samples: int, spp: Optional[bool] = None,
-                      backbone: Optional[str] = None):
-    """Instantiate a model of the models package, passing the clip geometry, the head (``spp``)
-    and the trunk initialisation (``backbone``: 'imagenet', 'random', a path or None = random)
-    where the model accepts them and ``model_kwargs`` does not set them."""
-    from . import build_model, MODELS
-
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
-    accepted = inspect.signature(MODELS[name]).parameters
-    kwargs = dict(model_kwargs)
-    weights = None if backbone in (None, "random") else backbone
-    for key, value in (("sample_rate", sample_rate), ("clip_samples", clip_samples),
-                       ("spp", spp), ("backbone_weights", weights)):
-        if key in accepted and value is not None:
-            kwargs.setdefault(key, value)
-    return build_model(name, num_classes, **kwargs)
-
-
-def _load_file(path: Path):
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint") from None
-    except Exception as error:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from None
-
-
-def read_checkpoint(path) -> dict:
-    """The dict of a checkpoint written by :class:`Trainer` (on the CPU, no model built), for
-    resuming; ``CheckpointError`` for a missing, unreadable or foreign file."""
-    path = Path(path)
-    checkpoint = _load_file(path)
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a checkpoint written by sincfb's training (the "
-                              "authors' released checkpoints can be evaluated and used to "
-                              "predict, not resumed)")
-    return checkpoint
-
-
-def check_classes(checkpoint: dict, classes, path) -> None:
-    """``CheckpointError`` unless the checkpoint was trained on exactly these classes."""
-    if list(classes) != list(checkpoint["classes"]):
-        hint = "; pass --classes with the checkpoint's class order" \
-            if checkpoint.get("format") == AUTHORS_FORMAT else ""
-        raise CheckpointError(
-            f"{path}: trained for {len(checkpoint['classes'])} classes {checkpoint['classes']}, "
-            f"but this dataset has {len(classes)} classes {list(classes)}{hint}")
-
-
-def load_model_state(model, state: dict, path) -> None:
-    """``model.load_state_dict(state)``, with a mismatch reported in one line (which model and
-    settings the checkpoint holds) instead of PyTorch's list of every differing tensor."""
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        first = str(error).split("\n")[1:2] or [str(error)]
-        raise CheckpointError(f"{path}: the checkpoint's weights do not fit this model "
-                              f"({first[0].strip()}); the checkpoint was trained with other "
-                              "model settings (e.g. --compact, --model)") from None
-
-
-def load_checkpoint(path, device="cpu", classes: Optional[list[str]] = None,
-                    class_names: Optional[list[str]] = None):
-    """``(model, checkpoint dict)`` from a checkpoint written by :class:`Trainer`, or from one of
-    the authors' released checkpoints (a ``.tar`` from their main.py or demo.py: a dict with a
-    ``state_dict`` entry, or the bare state dict), see :mod:`models.authors`.
-
-    ``class_names`` names the classes of an authors' checkpoint (their order is unpublished;
-    default: GTZAN's alphabetical order). With ``classes`` given, a checkpoint trained on other
-    classes is refused with a clear message.
-    """
-    from .authors import authors_state_dict, from_authors_state_dict
-
-    path = Path(path)
-    checkpoint = _load_file(path)
-    theirs = authors_state_dict(checkpoint)
-    if theirs is not None:
-        model, checkpoint = from_authors_state_dict(theirs, class_names, checkpoint)
-    elif not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: neither a sincfb genre-classifier checkpoint nor the "
-                              "authors' MS-SincResNet state dict")
-    else:
-        config = TrainConfig.from_dict(checkpoint["config"])
-        # The weights come from the file: the trunk is not initialised (no ImageNet download).
-        kwargs = {k: v for k, v in config.model_kwargs.items() if k != "backbone_weights"}
-        model = build_from_config(config.model, len(checkpoint["classes"]), kwargs,
-                                  config.sample_rate, config.clip_samples, config.spp)
-        load_model_state(model, checkpoint["model_state"], path)
-    if classes is not None:
-        check_classes(checkpoint, classes, path)
-    return model.to(device), checkpoint
 
 
 # --------------------------------------------------------------------------------- training
@@ -351,28 +96,6 @@ class EpochSampler(torch.utils.data.Sampler):
 def _distributed() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' is the local CUDA device when there is one, else the CPU. A device that does not
-    exist here is a ``ValueError`` in one line."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name!r} is not a device name; use auto, cpu, cuda or "
-                         "cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: no CUDA GPU is usable on this machine; use "
-                             "--device cpu (or auto)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} "
-                             "CUDA GPU(s)")
-    elif device.type != "cpu":
-        raise ValueError(f"--device {name}: only cpu and cuda devices are supported")
-    return device
 
 
 class Trainer:
@@ -435,11 +158,6 @@ class Trainer:
     def _use(self, option: str) -> bool:
         value = getattr(self.config, option)
         return self.device.type == "cuda" if value == "auto" else value == "on"
-
-    def _autocast(self):
-        if self._use("amp"):
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return nullcontext()
 
     @property
     def is_main(self) -> bool:
@@ -531,7 +249,7 @@ class Trainer:
         for clips, labels in bar:
             clips = clips.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
-            with self._autocast():
+            with autocast(self.device, self._use("amp")):
                 logits = self.net(clips)
             loss = F.cross_entropy(logits.float(), labels)
             if not torch.isfinite(loss):
@@ -588,7 +306,7 @@ class Trainer:
             self.save("last.pt")
             if improved:
                 self.save("best.pt")
-            self._write_logs()
+            write_logs(self.history, self.out_dir)
             self.log(self._summary(row))
         if self.world > 1:
             torch.distributed.barrier()
@@ -621,15 +339,6 @@ class Trainer:
                 text += f"  {split} song acc {row[f'{split}_song_accuracy']:.3f}"
         return text
 
-    def _write_logs(self) -> None:
-        atomic_write_text(self.out_dir / "log.json", json.dumps(self.history, indent=1))
-        columns = sorted({key for row in self.history for key in row},
-                         key=lambda k: (k != "epoch", k))
-        lines = [",".join(columns)]
-        lines += [",".join("" if row.get(c) is None else f"{row[c]:.6g}" if isinstance(row.get(c), float)
-                           else str(row[c]) for c in columns) for row in self.history]
-        atomic_write_text(self.out_dir / "log.csv", "\n".join(lines) + "\n")
-
     def evaluate(self, split: str = "test", model=None) -> dict:
         """Song-level scores of ``model`` (default: the current one) on a split."""
         predictions = predict_songs(model or self.model, self.corpus, self.splits[split],
@@ -637,12 +346,3 @@ class Trainer:
                                     self._use("amp"), self.config.vote,
                                     tie_break=self.config.tie_break)
         return score(predictions, self.corpus.classes)
-
-
-def read_log_csv(path) -> list[dict]:
-    """Rows of a ``log.csv`` written by :class:`Trainer`, values as floats where numeric."""
-    rows = []
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            rows.append({k: (float(v) if v not in ("", None) else math.nan) for k, v in row.items()})
-    return rows

@@ -8,7 +8,7 @@ def tiny_train_config(**overrides):
     """The compact MS-SincResNet on the reference backend, one short epoch on the CPU, from a
     random trunk (tests never download ImageNet weights)."""
     from models import compact_config
-    from models.train import TrainConfig
+    from models.config import TrainConfig
 
     kwargs = compact_config("mssincresnet")
     sample_rate, clip = kwargs.pop("sample_rate"), kwargs.pop("clip_samples")

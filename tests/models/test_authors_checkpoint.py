@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import models.authors
 from models import MSSincResNet, compact_config
 from models.data import GTZAN_GENRES
-from models.train import CheckpointError, load_checkpoint
+from models.checkpoints import CheckpointError, load_checkpoint
 from tests.models.authors_release import RELEASED_SIZES, ReleasedMSSincResNet, released_checkpoint
 from tests.models.helpers import randomise_batch_norms, relative_error
 from tests.oracles import authors_bank, randomise_bank

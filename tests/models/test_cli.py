@@ -84,3 +84,23 @@ def test_demo_reaches_its_accuracy(tmp_path, capsys):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["test"]["song_accuracy"] >= 0.9, report["test"]
     assert report["splits"]["test"] == 36 and (tmp_path / "best.pt").is_file()
+
+
+def test_help_and_version_answer_without_loading_torch():
+    """`mssincresnet --help` used to take 7-9 s on a loaded machine: it imported torch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = ("import sys\nfrom models.cli import main\n"
+             "for argv in (['train', '--help'], ['--version']):\n"
+             "    try:\n        main(argv)\n    except SystemExit as stop:\n"
+             "        assert stop.code == 0, argv\n"
+             "assert 'torch' not in sys.modules and 'numpy' not in sys.modules\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert result.returncode == 0, result.stderr
+    words = " ".join(result.stdout.split())          # the help's own line breaks removed
+    assert "random clips drawn per song and epoch (paper: 4, authors: 3)" in words
+    assert "number of epochs (default 200)" in words
+    assert result.stdout.strip().splitlines()[-1].startswith("mssincresnet (sincfb ")

@@ -13,7 +13,7 @@ import soundfile
 from models.cli import main
 from models.plots import (figure_pixels, plot_confusion, plot_filterbank, plot_representation,
                           plot_training_curves, write_run_figures)
-from models.train import load_checkpoint
+from models.checkpoints import load_checkpoint
 
 SCORES = {"confusion": [[3, 1, 0], [0, 4, 0], [1, 0, 2]], "classes": ["blues", "jazz", "rock"],
           "song_accuracy": 9 / 11}

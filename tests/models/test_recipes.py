@@ -20,7 +20,8 @@ from models.cli import build_parser, main, _config_from_args
 from models.data import RandomClipDataset, load_corpus, make_splits, synthetic_tracklist
 from models.evaluate import vote
 from models.recipes import SETTINGS, markdown_table, recipe_config
-from models.train import EpochSampler, TrainConfig, Trainer, learning_rate
+from models.config import TrainConfig
+from models.train import EpochSampler, Trainer, learning_rate
 from tests.models.conftest import tiny_train_config
 
 README = Path(__file__).resolve().parents[2] / "README.md"

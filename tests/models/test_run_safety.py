@@ -196,7 +196,8 @@ def test_resume_refuses_another_split(music, finished, capsys):
 
 def test_a_model_mismatch_is_one_readable_line(finished, music, tmp_path):
     from models.data import load_corpus, open_tracklist
-    from models.train import CheckpointError, Trainer, read_checkpoint
+    from models.checkpoints import CheckpointError, read_checkpoint
+    from models.train import Trainer
     from tests.models.conftest import tiny_train_config
 
     state = read_checkpoint(finished / "last.pt")

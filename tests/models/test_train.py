@@ -8,8 +8,11 @@ import pytest
 import torch
 
 from models.data import load_corpus, make_splits, synthetic_tracklist
-from models.train import (CheckpointError, TrainConfig, Trainer, atomic_torch_save,
-                          learning_rate, load_checkpoint, read_log_csv)
+from models.checkpoints import CheckpointError, load_checkpoint
+from models.config import TrainConfig
+from models.fileio import atomic_torch_save
+from models.logs import read_log_csv
+from models.train import Trainer, learning_rate
 from tests.models.conftest import tiny_train_config
 
 
