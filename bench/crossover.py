@@ -5,7 +5,7 @@ timed in interleaved rounds (round r times every (length, backend) once, alterna
 goes first), so a load change on a shared machine hits both alike; the median over rounds is
 reported. The crossover is the shortest measured length from which 'fft' is faster at every
 longer measured length, with a log-linear interpolation of the time ratio between the two
-neighbouring lengths. ``sincfb.backends.fft.CPU_CROSSOVER_LENGTH`` encodes the result for
+neighbouring lengths. ``sincfb.backends.common.CPU_CROSSOVER_LENGTH`` encodes the result for
 ``backend='auto'``.
 
     python -m bench.crossover --threads 2 --out bench/results/crossover-cpu.json

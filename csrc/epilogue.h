@@ -1,5 +1,5 @@
 // The per-position epilogue shared by the fused direct kernels (filterbank.cpp) and the FFT
-// backend's chunk kernels (fft_chunks.cpp): BatchNorm, ReLU, the pooled terms, the mask bits, and
+// backend's per-filter-group kernels (fft_filters.cpp): BatchNorm, ReLU, the pooled terms, the mask bits, and
 // on the way back dz from the mask bits and the bin weights.
 #pragma once
 

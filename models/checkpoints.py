@@ -28,11 +28,9 @@ def build_from_config(name: str, num_classes: int, model_kwargs: dict, sample_ra
     """Instantiate a model of the models package, passing the clip geometry, the head (``spp``)
     and the trunk initialisation (``backbone``: 'imagenet', 'random', a path or None = random)
     where the model accepts them and ``model_kwargs`` does not set them."""
-    from . import build_model, MODELS
+    from .registry import MODELS, build_model, canonical_name
 
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
-    accepted = inspect.signature(MODELS[name]).parameters
+    accepted = inspect.signature(MODELS[canonical_name(name)]).parameters
     kwargs = dict(model_kwargs)
     weights = None if backbone in (None, "random") else backbone
     for key, value in (("sample_rate", sample_rate), ("clip_samples", clip_samples),

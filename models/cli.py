@@ -9,6 +9,8 @@ import time
 import warnings
 from pathlib import Path
 
+from .datasets import DATASETS, KINDS
+
 __all__ = ["main", "build_parser"]
 
 PROTOCOLS = ("auto", "cv", "filtered", "predefined")
@@ -101,9 +103,9 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", nargs="?", help="dataset: a GTZAN or ISMIR2004 folder, a folder per "
                         "class, or a CSV manifest (path,label[,split]); omitted: the synthetic corpus")
-    parser.add_argument("--kind", default="auto",
-                        choices=("auto", "gtzan", "ismir2004", "folder", "manifest", "synthetic"),
-                        help="the dataset's layout (auto: detected from the files)")
+    parser.add_argument("--kind", default="auto", choices=KINDS,
+                        help="the dataset's layout (auto: detected from the files): "
+                        + "; ".join(f"{kind}: {text}" for kind, (_, text) in DATASETS.items()))
     parser.add_argument("--classes", type=_class_list,
                         help="comma-separated class names in the model's output order: fixes the "
                         "dataset's class list (a label or class folder outside it is an error) "
@@ -498,11 +500,9 @@ def _warn_about_splits(splits, corpus) -> None:
 
 
 def _write_confusion_figure(report, folder) -> None:
-    """Best effort: the plotting module arrives with the figures; evaluation never fails on it."""
-    try:
-        from .plots import plot_confusion
-    except ImportError:
-        return
+    """``confusion.png`` of a report's test scores, when it has them."""
+    from .plots import plot_confusion
+
     if "test" in report:
         plot_confusion(report["test"], Path(folder) / "confusion.png")
 
@@ -581,9 +581,11 @@ def _prepare_demo_folder(out: Path, overwrite: bool) -> None:
 
 def command_demo(args) -> int:
     """Synthesise the corpus, train the compact MS-SincResNet, evaluate held-out songs by vote."""
+    from sincfb import filterbanks
+
     from . import compact_config
-    from .data import load_corpus, make_splits, synthetic_tracklist
     from .config import TrainConfig
+    from .data import load_corpus, make_splits, synthetic_tracklist
     from .fileio import atomic_write_text
 
     started = time.perf_counter()
@@ -613,8 +615,8 @@ def command_demo(args) -> int:
     trainer, report = _train_one(config, corpus, splits, args.out, None, not args.no_progress)
     report.update(config=config.to_dict(), dataset="synthetic", demo=True,
                   wall_seconds=round(time.perf_counter() - started, 1),
-                  sinc_backend=trainer.model.sincNet1.resolved_backend(trainer.device.type)
-                  if hasattr(trainer.model, "sincNet1") else None)
+                  sinc_backends={name: bank.resolved_backend(trainer.device.type)
+                                 for name, bank in filterbanks(trainer.model)})
     out = Path(args.out)
     atomic_write_text(out / "report.json", json.dumps(report, indent=1))
     _write_confusion_figure(report, out)

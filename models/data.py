@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .audio import AUDIO_EXTENSIONS, AudioError, Framing, fft_resample, read_mono, resample
+from .datasets import reader
 from .fileio import atomic_open, atomic_write_bytes
 
 __all__ = ["DataError", "Track", "TrackList", "Corpus", "GTZAN_GENRES", "ISMIR2004_CLASSES",
@@ -435,12 +436,13 @@ def open_tracklist(source: Optional[str], kind: str = "auto", classes: Optional[
             kind = "gtzan"
         else:
             kind = "folder"
-    readers = {"gtzan": gtzan, "ismir2004": ismir2004, "folder": folder_per_class, "manifest": manifest}
-    if kind not in readers:
-        raise DataError(f"unknown dataset kind {kind!r}; choose from {sorted(readers)} or synthetic")
+    try:
+        read = reader(kind)
+    except ValueError as error:
+        raise DataError(str(error)) from None
     if kind == "manifest":
         return manifest(path, classes, ignore_splits)
-    tracklist = readers[kind](path)
+    tracklist = read(path)
     return restrict_classes(tracklist, list(classes)) if classes else tracklist
 
 

@@ -22,6 +22,8 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from sincfb import hz_to_mel, mel_to_hz, sinc_layers
+
 from .fileio import atomic_path
 
 __all__ = ["plot_filterbank", "plot_representation", "plot_training_curves", "plot_confusion",
@@ -70,28 +72,11 @@ def _as_model(model_or_checkpoint):
     return load_classifier(model_or_checkpoint, "cpu").model
 
 
-def _sinc_layers(model) -> list:
-    """``(display name, sincfb.SincConv)`` of every sinc layer, in module order."""
-    from sincfb import SincConv
-
-    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, SincConv)]
-    # A FusedSincFilterbank keeps its SincConv as submodule '0': show 'sincNet1', not 'sincNet1.0'.
-    return [(name.removesuffix(".0") or "sinc", layer) for name, layer in layers]
-
-
-def _to_mel(hz):
-    return 2595.0 * np.log10(1.0 + np.maximum(hz, 0.0) / 700.0)
-
-
-def _to_hz(mel):
-    return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
-
-
 def _mel_axis(axis, which: str = "y") -> None:
     """Put a frequency axis on the mel scale (ticks stay in Hz): the mel initialisation becomes a
     straight line and the narrow low-frequency filters get the room they need."""
     setter = axis.set_yscale if which == "y" else axis.set_xscale
-    setter("function", functions=(_to_mel, _to_hz))
+    setter("function", functions=(hz_to_mel, mel_to_hz))
     ticks = [100, 500, 1000, 2000, 4000, 8000, 16000]     # far enough apart on a mel axis
     limit = axis.get_ylim() if which == "y" else axis.get_xlim()
     shown = [t for t in ticks if limit[0] <= t <= limit[1]]
@@ -99,17 +84,6 @@ def _mel_axis(axis, which: str = "y") -> None:
 
 
 # ------------------------------------------------------------------------------ filterbank
-def _initial_cutoffs(layer) -> tuple[np.ndarray, np.ndarray]:
-    """The mel-initialised low and high cut-offs (Hz) of a sinc layer's configuration."""
-    from sincfb.filters import cutoff_frequencies, mel_init
-
-    low_, band_ = mel_init(layer.out_channels, layer.sample_rate, layer.min_low_hz,
-                           layer.min_band_hz, dtype=torch.float64)
-    low, high = cutoff_frequencies(low_, band_, layer.sample_rate, layer.min_low_hz,
-                                   layer.min_band_hz)
-    return low[:, 0].numpy(), high[:, 0].numpy()
-
-
 def _responses_db(layer) -> tuple[np.ndarray, np.ndarray]:
     """``(frequencies in Hz, |rfft| of every filter in dB re. its own peak)``: (F,), (K, F)."""
     with torch.no_grad():
@@ -122,7 +96,7 @@ def _responses_db(layer) -> tuple[np.ndarray, np.ndarray]:
 
 def _draw_cutoffs(axis, name: str, layer) -> None:
     low, high = (t.numpy() for t in layer.cutoffs_hz())
-    init_low, init_high = _initial_cutoffs(layer)
+    init_low, init_high = (t.numpy() for t in layer.initial_cutoffs_hz())
     k = np.arange(len(low))
     axis.fill_between(k, low, high, color="tab:blue", alpha=0.35, linewidth=0, label="learned band")
     axis.plot(k, low, color="tab:blue", linewidth=1.0)
@@ -165,7 +139,7 @@ def plot_filterbank(model_or_checkpoint, path) -> Path:
     """Draw every sinc bank of a model (or a checkpoint path): learned cut-offs against the mel
     initialisation (top), all filters' frequency responses in dB (middle), six of them as curves
     (bottom). One column per bank. Returns the PNG path."""
-    layers = _sinc_layers(_as_model(model_or_checkpoint))
+    layers = list(sinc_layers(_as_model(model_or_checkpoint)))
     if not layers:
         raise ValueError("this model has no sinc filterbank to draw")
     figure = _new_figure("filterbank")
@@ -240,7 +214,7 @@ def _activation_db(image: np.ndarray) -> np.ndarray:
 
 
 def _channel_names(model, count: int) -> list[str]:
-    layers = _sinc_layers(model)
+    layers = list(sinc_layers(model))
     if len(layers) == count:
         return [f"{name} (L = {layer.kernel_size})" for name, layer in layers]
     return [f"channel {i + 1}" for i in range(count)]
@@ -384,7 +358,7 @@ def write_run_figures(run_dir, model=None) -> list[Path]:
     if model is None:
         saved = [run_dir / n for n in ("best.pt", "last.pt") if (run_dir / n).is_file()]
         model = _as_model(saved[0]) if saved else None
-    if model is not None and _sinc_layers(model):
+    if model is not None and any(True for _ in sinc_layers(model)):
         written.append(plot_filterbank(model, run_dir / "filterbank.png"))
     return written
 

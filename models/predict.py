@@ -18,6 +18,7 @@ from typing import Iterable, Optional, Union
 
 import numpy as np
 import torch
+from sincfb import filterbanks
 
 from .audio import AUDIO_EXTENSIONS, AudioError, Framing, load_audio
 from .cli import PREDICT_FORMATS as FORMATS
@@ -132,9 +133,8 @@ def load_classifier(checkpoint, device: Union[str, torch.device] = "auto",
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
     model, state = load_checkpoint(checkpoint, device, class_names=classes)
     if backend is not None:
-        for module in model.modules():
-            if hasattr(module, "resolved_backend"):      # every sincfb.FusedSincFilterbank
-                module.backend = backend
+        for _, bank in filterbanks(model):
+            bank.set_backend(backend)
     config = TrainConfig.from_dict(state["config"])
     return Classifier(prepare_for_inference(model, device), list(state["classes"]),
                       config.sample_rate, config.clip_samples, config.hop_samples, config.vote,

@@ -60,9 +60,12 @@ def compact_config(name: str = "mssincresnet") -> dict[str, Any]:
     if key == "melresnet":
         return {**shared, "n_mels": c["num_filters"], "frames": c["pool_bins"], "n_fft": 256,
                 "hidden": c["hidden"]}
-    return {**shared, "cnn_n_filt": (c["num_filters"], 32, 32),
-            "cnn_len_filt": (c["kernel_sizes"][-1], 5, 5), "cnn_max_pool_len": (3, 3, 3),
-            "fc_lay": (256, 256, 256)}
+    if key == "sincnet":
+        return {**shared, "cnn_n_filt": (c["num_filters"], 32, 32),
+                "cnn_len_filt": (c["kernel_sizes"][-1], 5, 5), "cnn_max_pool_len": (3, 3, 3),
+                "fc_lay": (256, 256, 256)}
+    raise ValueError(f"model {name!r} has no compact configuration; add one to "
+                     "models.registry.compact_config")
 
 
 def build_model(name: str, num_classes: int, **kwargs) -> nn.Module:

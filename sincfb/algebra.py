@@ -1,15 +1,20 @@
-"""DESIGN.md §3 in plain PyTorch: the quantities the fast kernels compute, one function each.
+"""DESIGN.md §3 in plain PyTorch: the one home of the fast-path algebra, one function per term.
 
-The fast backends (C++, Triton, FFT) never materialise (B, K, N_out) tensors; these functions do
-the same algebra with ordinary tensor ops so each kernel stage can be checked on its own:
+Every backend computes its cheap terms with these functions, and the tests check each kernel
+stage against them; only the heavy products (and their tiling) belong to a backend. The fast
+backends (C++, Triton, FFT) never materialise (B, K, N_out) tensors:
 
 - forward statistics from ``s`` and ``A`` instead of a pass over ``y``    (:func:`window_sums`,
   :func:`window_gram`, :func:`batch_statistics`);
-- the symmetric folding of the filters                                   (:func:`folded_conv1d`);
+- the symmetric folding of the filters, with one convention            (:func:`fold_taps`,
+  :func:`unfold_gradient`, :func:`folded_conv1d`);
 - the BatchNorm backward as three coefficients per filter                (:func:`bn_backward_coefficients`);
 - the filter gradient from one heavy product                             (:func:`filter_gradient`);
 - the input gradient from one transposed product, a tap-sum term and a single (2L-1)-tap filter
-  ``R`` plus exact edge corrections                                      (:func:`input_gradient`).
+  ``R`` plus exact edge corrections                                      (:func:`input_gradient`,
+  :func:`tap_sums`);
+- the same terms by FFT, at O(N log N) instead of O(N L^2)              (:func:`autocorrelation_sums`,
+  :func:`toeplitz_product`, :func:`filter_autocorrelations`, :func:`convolve_same_length`).
 
 :func:`backward_from_saved` strings them together; it equals the reference backward to rounding.
 Sums over the batch (``s``, ``A``, statistics) are accumulated in float64 as DESIGN.md §3 asks.
@@ -21,9 +26,11 @@ import torch.nn.functional as F
 
 from .pooling import bin_bounds, spread_bins, unpack_mask
 
-__all__ = ["window_sums", "window_gram", "batch_statistics", "folded_conv1d", "bin_weights",
-           "relu_mask_gradient", "bn_backward_coefficients", "filter_gradient",
-           "filter_autocorrelation", "input_gradient", "backward_from_saved"]
+__all__ = ["window_sums", "window_gram", "batch_statistics", "folded_conv1d", "fold_taps",
+           "unfold_gradient", "bin_weights", "relu_mask_gradient", "bn_backward_coefficients",
+           "filter_gradient", "weighted_filter_autocorrelation", "padded_edge_outputs", "tap_sums",
+           "input_gradient", "fast_fft_length", "autocorrelation_sums", "filter_autocorrelations",
+           "toeplitz_product", "convolve_same_length", "backward_from_saved"]
 
 
 def window_sums(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -70,6 +77,27 @@ def folded_conv1d(x: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bnl,kl->bkn", folded, filters[:, : c + 1])
 
 
+def fold_taps(values: torch.Tensor) -> torch.Tensor:
+    """(..., L) -> (..., C), C = (L + 1) / 2: ``v[l] + v[L-1-l]`` for l < c, and ``v[c]`` once.
+
+    The one folding convention of the package: the folded product multiplies folded filters
+    with windows folded the same way (``x[n+l] + x[n+L-1-l]``, and ``x[n+c]`` once), and any
+    vector indexed by taps (window sums, ``A g``, filter gradients) folds like this. Because the
+    filters are symmetric, only these pair sums of a filter gradient reach the cut-offs."""
+    c = values.shape[-1] // 2
+    return torch.cat([values[..., :c] + values[..., c + 1:].flip(-1), values[..., c:c + 1]], -1)
+
+
+def unfold_gradient(folded: torch.Tensor) -> torch.Tensor:
+    """A folded filter gradient (K, C) -> a symmetric (K, L) one with the same pair sums.
+
+    Each pair sum is split evenly between its two taps, so the result pairs with any symmetric
+    tensor (the cut-off derivatives) exactly as the true gradient does; this is what
+    :func:`sincfb.filters.cutoff_parameter_grads` needs."""
+    half = folded[:, :-1] / 2
+    return torch.cat([half, folded[:, -1:], half.flip(-1)], -1)
+
+
 def bin_weights(grad_out: torch.Tensor, n_out: int) -> torch.Tensor:
     """``w = dLoss/dp / |bin|``: the gradient each position of a bin receives from the pool."""
     starts, ends = bin_bounds(n_out, grad_out.shape[-1], grad_out.device)
@@ -111,21 +139,36 @@ def filter_gradient(correlation, sums, gram, filters, c, c3, c4):
             - c4[:, None] * (g @ gram))
 
 
-def filter_autocorrelation(filters: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
-    """``R[d] = sum_k coef_k sum_j g_k[j] g_k[j + d]`` for d in [-(L-1), L-1]: (2L-1,) float64."""
+def weighted_filter_autocorrelation(filters: torch.Tensor,
+                                    coefficients: torch.Tensor) -> torch.Tensor:
+    """The single two-sided filter ``R[d] = sum_k coef_k sum_j g_k[j] g_k[j + d]`` for
+    d in [-(L-1), L-1]: (2L-1,) float64 (by direct convolution; the backends build it from
+    :func:`filter_autocorrelations`)."""
     g = filters.double()
     L = g.shape[-1]
     lags = F.conv1d(F.pad(g, (L - 1, L - 1))[None], g[:, None], groups=g.shape[0])[0]
     return (coefficients.double()[:, None] * lags).sum(0)
 
 
-def _edge_outputs(x: torch.Tensor, filters: torch.Tensor, n_out: int):
-    """``y`` continued past the valid range with x zero-padded, at n = -(L-1)..-1 (head) and
-    n = N_out..N-1 (tail): (B, K, L-1) each. Only the first and last L-1 samples of x enter."""
+def padded_edge_outputs(x: torch.Tensor, filters: torch.Tensor, n_out: int):
+    """``(head, tail)``: ``y`` continued past the valid range with x zero-padded, at
+    n = -(L-1)..-1 (head) and n = N_out..N-1 (tail), (B, K, L-1) each, by ``conv1d``. Only the
+    first and last L-1 samples of x enter. x: (B, 1, N), filters: (K, L)."""
     L = filters.shape[-1]
     head = F.conv1d(F.pad(x[..., : L - 1], (L - 1, 0)), filters[:, None])
     tail = F.conv1d(F.pad(x[..., n_out:], (0, L - 1)), filters[:, None])
     return head, tail
+
+
+def tap_sums(filters: torch.Tensor, c3: torch.Tensor, n_out: int, n: int) -> torch.Tensor:
+    """``sum_k c3_k sum_{n valid} g_k[i - n]`` for every input sample i, (N,) float64: the
+    ``c3`` term of the input gradient. Sample i collects the taps l with 0 <= i - l < N_out, a
+    window of a prefix sum of the c3-weighted taps (:func:`input_gradient` writes the same as a
+    transposed box filter)."""
+    L = filters.shape[-1]
+    prefix = F.pad((c3[:, None] * filters.double()).sum(0).cumsum(0), (1, 0))
+    i = torch.arange(n, device=filters.device)
+    return prefix[torch.clamp(i, max=L - 1) + 1] - prefix[torch.clamp(i - n_out + 1, min=0)]
 
 
 def input_gradient(x, dz, filters, c, c3, c4):
@@ -141,13 +184,72 @@ def input_gradient(x, dz, filters, c, c3, c4):
     # sum of the c3-weighted taps that reach each input position: a transposed box filter
     tap_sums = F.conv_transpose1d(signal.new_ones(1, 1, n_out), (c3[:, None] * g).sum(0).view(1, 1, L))
     # sum_k c4_k sum_n y_k[n] g_k[i - n] over ALL n (x zero-padded) is x correlated with R ...
-    reach = F.conv1d(F.pad(signal, (L - 1, L - 1)), filter_autocorrelation(g, c4).view(1, 1, -1))
+    reach = F.conv1d(F.pad(signal, (L - 1, L - 1)), weighted_filter_autocorrelation(g, c4).view(1, 1, -1))
     # ... minus the out-of-range n, which only touch the first and last L-1 input samples
-    head, tail = _edge_outputs(signal, g, n_out)
+    head, tail = padded_edge_outputs(signal, g, n_out)
     weighted = (c4[:, None] * g)[:, None]
     reach[..., : L - 1] -= F.conv_transpose1d(head, weighted)[..., L - 1:]
     reach[..., n_out:] -= F.conv_transpose1d(tail, weighted)[..., : L - 1]
     return heavy + tap_sums - reach
+
+
+# ------------------------------------------------------------------- the same terms by FFT
+# The fast backends need s, A g, g^T A g and the R filter without O(L^2 N) work: A is Toeplitz
+# up to edge terms, so these come from autocorrelations and Toeplitz products by FFT.
+
+def fast_fft_length(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n: FFT libraries are fastest on such lengths."""
+    best = 1 << max(n - 1, 0).bit_length()
+    power5 = 1
+    while power5 < best:
+        power35 = power5
+        while power35 < best:
+            candidate = power35
+            while candidate < n:
+                candidate *= 2
+            best = min(best, candidate)
+            power35 *= 3
+        power5 *= 5
+    return best
+
+
+def autocorrelation_sums(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """``r[d] = sum_b sum_i x[b, i] x[b, i + d]`` for d = 0..L-1 over the whole clip, float64 (L,),
+    by one FFT (the transform is long enough that no lag wraps around). x: (B, N)."""
+    n = fast_fft_length(x.shape[-1] + kernel_size - 1)
+    spectrum = torch.fft.rfft(x.double(), n=n)
+    power = (spectrum.real.square() + spectrum.imag.square()).sum(0)
+    return torch.fft.irfft(power, n=n)[:kernel_size]
+
+
+def filter_autocorrelations(filters: torch.Tensor) -> torch.Tensor:
+    """Each filter's one-sided autocorrelation ``ac[k, d] = sum_j g_k[j] g_k[j + d]`` for
+    d = 0..L-1: float64 (K, L), by FFT."""
+    L = filters.shape[-1]
+    n = fast_fft_length(2 * L - 1)
+    spectrum = torch.fft.rfft(filters.double(), n=n)
+    return torch.fft.irfft(spectrum.real.square() + spectrum.imag.square(), n=n)[:, :L]
+
+
+def toeplitz_product(filters: torch.Tensor, lags: torch.Tensor) -> torch.Tensor:
+    """``out[k, l] = sum_m g_k[m] r[|l - m|]``: the (L x L) symmetric Toeplitz matrix of ``r``
+    times each filter, as one FFT convolution, float64 (K, L)."""
+    L = filters.shape[-1]
+    two_sided = torch.cat([lags.flip(0)[:-1], lags]).double()          # r[|d|], d = -(L-1)..L-1
+    n = fast_fft_length(3 * L - 2)
+    product = torch.fft.rfft(filters.double(), n=n) * torch.fft.rfft(two_sided, n=n)
+    return torch.fft.irfft(product, n=n)[:, L - 1: 2 * L - 1]
+
+
+def convolve_same_length(x: torch.Tensor, centred: torch.Tensor) -> torch.Tensor:
+    """``out[b, i] = sum_e h[e] x[b, i + e - (L-1)]`` (x zero outside its range) for an odd-length
+    ``h`` of 2L-1 taps centred on e = L-1: a correlation with the same length as x, by FFT."""
+    taps = centred.shape[-1]
+    half = taps // 2
+    n = fast_fft_length(x.shape[-1] + taps - 1)
+    product = torch.fft.rfft(x, n=n) * torch.fft.rfft(centred.flip(0).to(x.dtype), n=n)
+    return torch.fft.irfft(product, n=n)[:, half: half + x.shape[-1]]
+
 
 
 def backward_from_saved(grad_out, x, filters, weight, mean, var, mask_bits, bin_stats, eps,

@@ -14,6 +14,8 @@ import torch
 __all__ = [
     "odd_kernel_size",
     "mel_init",
+    "hz_to_mel",
+    "mel_to_hz",
     "cutoff_frequencies",
     "half_window",
     "sinc_filters",
@@ -45,12 +47,15 @@ def check_filter_config(out_channels: int, kernel_size: int, sample_rate: float,
             f"Nyquist frequency {sample_rate / 2} Hz")
 
 
-def _to_mel(hz):
-    return 2595.0 * np.log10(1.0 + hz / 700.0)
+def hz_to_mel(hz):
+    """The mel scale SincNet initialises on: ``2595 log10(1 + hz / 700)`` (numpy arrays or
+    numbers; negative frequencies count as 0, as a plot axis needs)."""
+    return 2595.0 * np.log10(1.0 + np.maximum(hz, 0.0) / 700.0)
 
 
-def _to_hz(mel):
-    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+def mel_to_hz(mel):
+    """The inverse of :func:`hz_to_mel`."""
+    return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
 
 
 def mel_init(out_channels: int, sample_rate: float, min_low_hz: float = 50.0,
@@ -61,7 +66,7 @@ def mel_init(out_channels: int, sample_rate: float, min_low_hz: float = 50.0,
     ``low_hz_`` holds the first K points and ``band_hz_`` their differences.
     """
     top_hz = sample_rate / 2 - (min_low_hz + min_band_hz)
-    hz = _to_hz(np.linspace(_to_mel(30.0), _to_mel(top_hz), out_channels + 1))
+    hz = mel_to_hz(np.linspace(hz_to_mel(30.0), hz_to_mel(top_hz), out_channels + 1))
     low = torch.tensor(hz[:-1], dtype=dtype).view(-1, 1)
     band = torch.tensor(np.diff(hz), dtype=dtype).view(-1, 1)
     return low, band

@@ -8,11 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .filters import check_filter_config, mel_init, odd_kernel_size, sinc_filters
+from .backends import PRECISIONS, get_backend, resolve_backend, unavailable_backends
+from .filters import (check_filter_config, cutoff_frequencies, mel_init, odd_kernel_size,
+                      sinc_filters)
 from .ops import filterbank_step
-from .backends import PRECISIONS, resolve_backend, unavailable_backends
 
-__all__ = ["SincConv", "FusedSincFilterbank"]
+__all__ = ["SincConv", "FusedSincFilterbank", "filterbanks", "sinc_layers"]
 
 _PADDING_MODES = ("valid", "same", "causal")
 
@@ -60,9 +61,18 @@ class SincConv(nn.Module):
 
     def cutoffs_hz(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Low and high cut-off frequencies in Hz, each of shape (K,), detached."""
-        from .filters import cutoff_frequencies
         low, high = cutoff_frequencies(self.low_hz_.detach(), self.band_hz_.detach(),
                                        self.sample_rate, self.min_low_hz, self.min_band_hz)
+        return low[:, 0], high[:, 0]
+
+    def initial_cutoffs_hz(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The low and high cut-offs (Hz, float64, (K,) each) that this layer's mel
+        initialisation gives, whatever it has learned since: the reference a plot of the learned
+        filterbank compares with."""
+        low_, band_ = mel_init(self.out_channels, self.sample_rate, self.min_low_hz,
+                               self.min_band_hz, dtype=torch.float64)
+        low, high = cutoff_frequencies(low_, band_, self.sample_rate, self.min_low_hz,
+                                       self.min_band_hz)
         return low[:, 0], high[:, 0]
 
     def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -135,7 +145,6 @@ class FusedSincFilterbank(nn.Module):
         if precision is not None and precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS} or None, got {precision!r}")
         if backend != "auto":
-            from .backends import get_backend
             get_backend(backend)  # fail early on a misspelt name
         self.add_module("0", SincConv(out_channels, kernel_size, sample_rate,
                                       min_low_hz=min_low_hz, min_band_hz=min_band_hz))
@@ -170,6 +179,15 @@ class FusedSincFilterbank(nn.Module):
     def sample_rate(self) -> float:
         return self.sinc.sample_rate
 
+    def set_backend(self, backend: str) -> "FusedSincFilterbank":
+        """Run on ``backend`` ('auto' or a registered name, checked now) from the next call on;
+        returns the layer. A checkpoint trained with 'triton' on a GPU runs on a CPU after
+        ``set_backend('auto')``."""
+        if backend != "auto":
+            get_backend(backend)
+        self.backend = backend
+        return self
+
     def resolved_backend(self, device_type: str = "cpu") -> str:
         """The backend this layer runs on tensors of ``device_type`` ('auto' resolved)."""
         return resolve_backend(self.backend, device_type, self.kernel_size)
@@ -185,15 +203,14 @@ class FusedSincFilterbank(nn.Module):
         momentum = self._momentum() if update else 0.0
         use_batch_stats = self.training or not bn.track_running_stats
         track = not self.training or bn.track_running_stats
-        backend = resolve_backend(self.backend, waveforms.device.type, self.kernel_size)
-        self._last_backend, self._last_device = backend, waveforms.device.type
-        out, accepted = filterbank_step(
+        out, accepted, self._last_backend = filterbank_step(
             waveforms, sinc.low_hz_, sinc.band_hz_, bn.weight, bn.bias,
             bn.running_mean if track else None, bn.running_var if track else None,
             kernel_size=self.kernel_size, sample_rate=self.sample_rate, pool_bins=self.pool_bins,
             min_low_hz=sinc.min_low_hz, min_band_hz=sinc.min_band_hz, training=use_batch_stats,
-            momentum=momentum, eps=bn.eps, backend=backend, precision=self.precision,
+            momentum=momentum, eps=bn.eps, backend=self.backend, precision=self.precision,
             raise_on_nonfinite=self.raise_on_nonfinite)
+        self._last_device = waveforms.device.type
         if update:   # a batch left out of the running statistics is not counted either
             bn.num_batches_tracked.add_(accepted)
         return out
@@ -250,3 +267,21 @@ class FusedSincFilterbank(nn.Module):
         return (f"pool_bins={self.pool_bins}, backend={backend}, "
                 f"precision={self.precision or 'default'!r}"
                 + (", raise_on_nonfinite=True" if self.raise_on_nonfinite else ""))
+
+
+def filterbanks(model: nn.Module):
+    """``(name, FusedSincFilterbank)`` of every fused filterbank inside ``model`` (itself
+    included), in module order: for setting their backend or reading their filters without
+    knowing how a model names them."""
+    for name, module in model.named_modules():
+        if isinstance(module, FusedSincFilterbank):
+            yield name, module
+
+
+def sinc_layers(model: nn.Module):
+    """``(name, SincConv)`` of every sinc layer inside ``model``, in module order. The layer of a
+    :class:`FusedSincFilterbank` is named after the bank (``sincNet1``, not ``sincNet1.0``)."""
+    owners = {id(bank.sinc): name for name, bank in filterbanks(model)}
+    for name, module in model.named_modules():
+        if isinstance(module, SincConv):
+            yield owners.get(id(module), name) or "sinc", module

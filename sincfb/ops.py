@@ -40,15 +40,10 @@ from torch import Tensor
 from .backends import (FilterbankConfig, PRECISIONS, get_backend, load_builtin_backends,
                        resolve_backend)
 from .filters import odd_kernel_size
-from .pooling import packed_mask_width
+from .pooling import bin_stats_dtype, packed_mask_width
 
 __all__ = ["fused_sinc_filterbank", "filterbank_step", "validate_inputs", "check_finite",
            "default_precision", "bin_stats_dtype"]
-
-
-def bin_stats_dtype(input_dtype: torch.dtype) -> torch.dtype:
-    """dtype of the saved per-bin sums: float32, or float64 when the input is float64."""
-    return torch.promote_types(input_dtype, torch.float32)
 
 
 def _statistics_dtype(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
@@ -72,12 +67,6 @@ def _affine(x: Tensor, low_hz_: Tensor, weight: Optional[Tensor], bias: Optional
 load_builtin_backends()
 
 
-def _config(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins, training, eps,
-            precision) -> FilterbankConfig:
-    return FilterbankConfig(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins,
-                            training, eps, precision)
-
-
 def _no_autocast(x: Tensor):
     """Kernels run with autocast off: the op's dtypes are fixed by its schema (output in x.dtype)
     and its operand precision by ``precision``, not by an enclosing autocast region."""
@@ -90,8 +79,8 @@ def _filterbank(x: Tensor, low_hz_: Tensor, band_hz_: Tensor, weight: Optional[T
                 running_var: Optional[Tensor], kernel_size: int, sample_rate: float,
                 min_low_hz: float, min_band_hz: float, pool_bins: int, training: bool, eps: float,
                 backend: str, precision: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    cfg = _config(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins, training, eps,
-                  precision)
+    cfg = FilterbankConfig(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins, training,
+                           eps, precision)
     weight, bias = _affine(x, low_hz_, weight, bias, running_mean)
     with _no_autocast(x):
         return get_backend(backend).forward(x, low_hz_, band_hz_, weight, bias, running_mean,
@@ -118,8 +107,8 @@ def _filterbank_backward(grad_out: Tensor, x: Tensor, low_hz_: Tensor, band_hz_:
                          sample_rate: float, min_low_hz: float, min_band_hz: float,
                          pool_bins: int, training: bool, eps: float, backend: str,
                          precision: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    cfg = _config(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins, training, eps,
-                  precision)
+    cfg = FilterbankConfig(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins, training,
+                           eps, precision)
     with _no_autocast(x):
         grads = get_backend(backend).backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean,
                                               var, mask_bits, bin_stats, cfg)
@@ -218,7 +207,7 @@ def fused_sinc_filterbank(x: Tensor, low_hz_: Tensor, band_hz_: Tensor,
     before any buffer is touched, when the output or (training) the batch statistics hold a NaN
     or Inf; the check waits for the device, so it costs a synchronisation per call.
     """
-    out, _ = filterbank_step(x, low_hz_, band_hz_, weight, bias, running_mean, running_var,
+    out, _, _ = filterbank_step(x, low_hz_, band_hz_, weight, bias, running_mean, running_var,
                              kernel_size=kernel_size, sample_rate=sample_rate,
                              pool_bins=pool_bins, min_low_hz=min_low_hz,
                              min_band_hz=min_band_hz, training=training, momentum=momentum,
@@ -230,10 +219,11 @@ def fused_sinc_filterbank(x: Tensor, low_hz_: Tensor, band_hz_: Tensor,
 def filterbank_step(x, low_hz_, band_hz_, weight, bias, running_mean, running_var, *,
                     kernel_size, sample_rate, pool_bins, min_low_hz, min_band_hz, training,
                     momentum, eps, backend, precision, raise_on_nonfinite
-                    ) -> tuple[Tensor, Optional[Tensor]]:
-    """:func:`fused_sinc_filterbank`, also returning whether the running buffers took the batch:
-    a 0-dim bool tensor (False for a batch with non-finite statistics), or None when there was no
-    update to make (eval mode, or no buffers). The module counts ``num_batches_tracked`` by it."""
+                    ) -> tuple[Tensor, Optional[Tensor], str]:
+    """:func:`fused_sinc_filterbank`, also returning whether the running buffers took the batch
+    (a 0-dim bool tensor: False for a batch with non-finite statistics; None when there was no
+    update to make: eval mode, or no buffers) and the backend that ran. The module counts
+    ``num_batches_tracked`` by the first and shows the second in its ``repr``."""
     kernel_size = odd_kernel_size(kernel_size)
     validate_inputs(x, low_hz_, band_hz_, kernel_size, pool_bins, training)
     if not training and (running_mean is None or running_var is None):
@@ -250,10 +240,10 @@ def filterbank_step(x, low_hz_, band_hz_, weight, bias, running_mean, running_va
         check_finite(out, mean, var, training, x=x, weight=weight, bias=bias,
                      running_mean=running_mean, running_var=running_var)
     if not (training and running_mean is not None):
-        return out, None
+        return out, None, backend
     accepted = _update_running_stats(running_mean, running_var, mean, var,
                                      x.shape[0] * (x.shape[-1] - kernel_size + 1), momentum)
-    return out, accepted
+    return out, accepted, backend
 
 
 def _update_running_stats(running_mean, running_var, mean, var, count, momentum) -> Tensor:

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["bin_bounds", "bin_sums", "pack_mask", "unpack_mask", "packed_mask_width",
-           "spread_bins", "relu_mask", "masked_zhat"]
+__all__ = ["bin_stats_dtype", "bin_bounds", "bin_sums", "pack_mask", "unpack_mask",
+           "packed_mask_width", "spread_bins", "relu_mask", "masked_zhat"]
+
+
+def bin_stats_dtype(input_dtype: torch.dtype) -> torch.dtype:
+    """dtype of the saved per-bin sums (``bin_stats``): float32, or float64 when the input is
+    float64."""
+    return torch.promote_types(input_dtype, torch.float32)
 
 
 def bin_bounds(length: int, bins: int, device=None):

@@ -25,15 +25,17 @@ import torch
 import torch.nn.functional as F
 
 from .. import _build
-from ..algebra import bin_weights, bn_backward_coefficients, window_sums
+from ..algebra import (autocorrelation_sums, bin_weights, bn_backward_coefficients,
+                       convolve_same_length, filter_autocorrelations, fold_taps, tap_sums,
+                       toeplitz_product, unfold_gradient, window_sums)
 from ..filters import cutoff_parameter_grads, sinc_filters
-from ..pooling import packed_mask_width
+from ..pooling import bin_stats_dtype, packed_mask_width
 from . import Backend, FilterbankConfig, register_backend
+from .common import CPU_CROSSOVER_LENGTH, compute_dtype, single_threaded
 from .selftest import SelfTest, compare_with_reference
-from .fft import autocorrelation_sums, auto_priority_cpu_direct, convolve_same_length, \
-    filter_autocorrelation, single_threaded, toeplitz_product
 
-__all__ = ["cpu_forward", "cpu_backward", "cpu_backend_ready", "cpu_unavailable_reason", "SELF_TEST", "fold_taps", "unfold_gradient", "edge_signals",
+__all__ = ["cpu_forward", "cpu_backward", "cpu_backend_ready", "cpu_unavailable_reason", "SELF_TEST",
+           "auto_priority_cpu_direct", "edge_signals", "edge_products",
            "training_statistics", "weighted_gram_product", "input_gradient_terms"]
 
 
@@ -41,27 +43,6 @@ def _ops():
     if not cpu_backend_ready():
         raise RuntimeError(f"the 'cpu' backend is unavailable: {cpu_unavailable_reason()}")
     return torch.ops.sincfb_cpu
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 stays float64; everything else (float32, half, bfloat16) computes in float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def fold_taps(values: torch.Tensor) -> torch.Tensor:
-    """(..., L) -> (..., C): ``v[l] + v[L-1-l]`` for l < c and ``v[c]``; the fold of anything
-    indexed by taps (window sums, ``A g``, gradients)."""
-    c = values.shape[-1] // 2
-    return torch.cat([values[..., :c] + values[..., c + 1:].flip(-1), values[..., c:c + 1]], -1)
-
-
-def unfold_gradient(folded: torch.Tensor) -> torch.Tensor:
-    """A folded filter gradient (K, C) -> a symmetric (K, L) one with the same pairwise sums.
-
-    The cut-off derivatives are symmetric in the taps, so only ``dg[l] + dg[L-1-l]`` reaches the
-    parameters; splitting each sum evenly gives :func:`cutoff_parameter_grads` what it needs."""
-    half = folded[:, :-1] / 2
-    return torch.cat([half, folded[:, -1:], half.flip(-1)], -1)
 
 
 def edge_signals(x: torch.Tensor, kernel_size: int):
@@ -72,7 +53,10 @@ def edge_signals(x: torch.Tensor, kernel_size: int):
     return F.pad(x[:, : L - 1], (L - 1, 0)), F.pad(x[:, n_out:], (0, L - 1))
 
 
-def _edge_outputs(ops, x, folded, kernel_size):
+def edge_products(ops, x, folded, kernel_size):
+    """``(head, tail, head_out, tail_out)``: the edge signals of :func:`edge_signals` (B, 2L-2)
+    and their valid products with the folded filters by the C++ kernel (B, K, L-1): the outputs
+    at n < 0 and n >= N_out of x zero-padded (:func:`sincfb.algebra.padded_edge_outputs`)."""
     head, tail = edge_signals(x, kernel_size)
     return head, tail, ops.fold_correlate(head, folded), ops.fold_correlate(tail, folded)
 
@@ -84,7 +68,7 @@ def training_statistics(ops, x: torch.Tensor, filters: torch.Tensor, folded: tor
     count = x.shape[0] * (x.shape[-1] - L + 1)
     sums = window_sums(x[:, None], L)
     full = toeplitz_product(filters, autocorrelation_sums(x, L))
-    _, _, head_out, tail_out = _edge_outputs(ops, x, folded, L)
+    _, _, head_out, tail_out = edge_products(ops, x, folded, L)
     edges = head_out.double().square().sum((0, 2)) + tail_out.double().square().sum((0, 2))
     mean = filters @ sums / count
     second_moment = ((filters * full).sum(-1) - edges) / count
@@ -93,7 +77,7 @@ def training_statistics(ops, x: torch.Tensor, filters: torch.Tensor, folded: tor
 
 def weighted_gram_product(ops, x, filters, folded, edges):
     """Folded ``A g_k`` (K, C) float64: ``Toeplitz(r) g`` minus the head and tail outputs
-    correlated with the samples they reach (``edges`` from :func:`_edge_outputs`)."""
+    correlated with the samples they reach (``edges`` from :func:`edge_products`)."""
     head, tail, head_out, tail_out = edges
     full = fold_taps(toeplitz_product(filters, autocorrelation_sums(x, filters.shape[-1])))
     return full - ops.fold_window_correlation(head_out, head) \
@@ -106,17 +90,13 @@ def input_gradient_terms(ops, x, filters, folded, c3, c4, edges):
     last L-1 samples corrected exactly by the partial products at the ends (DESIGN.md §3.3)."""
     L, n = filters.shape[-1], x.shape[-1]
     n_out = n - L + 1
-    # tap sums: position i collects the c3-weighted taps l with 0 <= i - l < N_out
-    prefix = F.pad((c3[:, None] * filters).sum(0).cumsum(0), (1, 0))
-    i = torch.arange(n)
-    tap_sums = prefix[torch.clamp(i, max=L - 1) + 1] - prefix[torch.clamp(i - n_out + 1, min=0)]
-    lags = (c4[:, None] * filter_autocorrelation(filters)).sum(0)         # R[d], d = 0..L-1
+    lags = (c4[:, None] * filter_autocorrelations(filters)).sum(0)        # R[d], d = 0..L-1
     reach = convolve_same_length(x.double(), torch.cat([lags.flip(0)[:-1], lags]))
     _, _, head_out, tail_out = edges
     weight = c4.to(head_out.dtype)[None, :, None]
     reach[:, : L - 1] -= ops.fold_correlate_transposed(head_out * weight, folded)[:, L - 1:]
     reach[:, n_out:] -= ops.fold_correlate_transposed(tail_out * weight, folded)[:, : L - 1]
-    return tap_sums[None] - reach
+    return tap_sums(filters, c3, n_out, n)[None] - reach
 
 
 def _filters(low_hz_, band_hz_, cfg: FilterbankConfig, dtype):
@@ -137,7 +117,7 @@ def cpu_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var,
                 cfg: FilterbankConfig):
     """Forward of the fused op with the C++ kernels; see ``sincfb.backends`` for the contract."""
     ops = _ops()
-    dtype = _compute_dtype(x.dtype)
+    dtype = compute_dtype(x.dtype)
     with single_threaded():   # small (K x L, B x N) work: see single_threaded
         signal = x[:, 0].to(dtype).contiguous()
         filters, folded = _filters(low_hz_, band_hz_, cfg, dtype)
@@ -152,14 +132,14 @@ def cpu_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var,
     ops.filterbank_forward(signal, folded, mean.to(dtype), rstd, weight.detach().to(dtype),
                            bias.detach().to(dtype), out, mask_bits, bin_stats)
     return (out.to(x.dtype), mean, var, mask_bits,
-            bin_stats.to(torch.promote_types(x.dtype, torch.float32)))
+            bin_stats.to(bin_stats_dtype(x.dtype)))
 
 
 def _statistics_gradient(ops, signal, filters, folded, grad_folded, grad_x, c3, c4):
     """Training mode: add the terms through the batch statistics (``s``, ``A g``, tap sums, the
     ``R`` filter) to the folded filter gradient and the input gradient (float64)."""
     L = filters.shape[-1]
-    edges = _edge_outputs(ops, signal, folded, L)
+    edges = edge_products(ops, signal, folded, L)
     sums = fold_taps(window_sums(signal[:, None], L))
     grad_folded = grad_folded + c3[:, None] * sums - c4[:, None] * weighted_gram_product(
         ops, signal, filters, folded, edges)
@@ -171,7 +151,7 @@ def cpu_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mask_b
                  cfg: FilterbankConfig):
     """Gradients of (x, low_hz_, band_hz_, weight, bias) from the saved data (DESIGN.md §3.3)."""
     ops = _ops()
-    dtype = _compute_dtype(x.dtype)
+    dtype = compute_dtype(x.dtype)
     L, n_out = cfg.kernel_size, x.shape[-1] - cfg.kernel_size + 1
     with single_threaded():
         signal = x[:, 0].to(dtype).contiguous()
@@ -193,6 +173,14 @@ def cpu_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mask_b
             cfg.min_band_hz)
     return (grad_x[:, None].to(x.dtype), grad_low, grad_band, dgamma.to(weight.dtype),
             dbeta.to(bias.dtype))
+
+
+def auto_priority_cpu_direct(device_type: str, kernel_size: int):
+    """'cpu' backend: first choice on the CPU below the crossover, second above it."""
+    if device_type != "cpu":
+        return None
+    return 20.0 if kernel_size < CPU_CROSSOVER_LENGTH else 30.0
+
 
 
 SELF_TEST = SelfTest("the C++ CPU backend ('cpu')",

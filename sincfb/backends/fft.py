@@ -14,42 +14,25 @@ without the C++ extension; :data:`CHUNK_ELEMENTS` bounds a chunk), and on the CP
 of ``sincfb/csrc/fft_filters.cpp`` (the same steps per group of filters, scheduled dynamically
 over threads, see :data:`USE_CPP_KERNELS`).
 
-It also hosts the spectral helpers of the 'cpu' backend (autocorrelations and Toeplitz products
-by FFT) and the measured crossover that decides between the two on the CPU for ``backend='auto'``.
 """
 from __future__ import annotations
-
-import contextlib
 
 import torch
 import torch.nn.functional as F
 
-from ..algebra import bin_weights, bn_backward_coefficients
+from ..algebra import bin_weights, bn_backward_coefficients, fast_fft_length
 from ..filters import cutoff_parameter_grads, sinc_filters
-from ..pooling import bin_bounds, pack_mask, packed_mask_width, spread_bins, unpack_mask
+from ..pooling import (bin_bounds, bin_stats_dtype, pack_mask, packed_mask_width, spread_bins,
+                       unpack_mask)
 from . import Backend, FilterbankConfig, register_backend
-from .reference import recompute_nonfinite_clips
+from .common import (CPU_CROSSOVER_LENGTH, compute_dtype, recompute_nonfinite_clips,
+                     single_threaded)
 from .selftest import SelfTest, compare_with_reference
 
-__all__ = ["fft_forward", "fft_backward", "fast_fft_length", "autocorrelation_sums",
-           "filter_autocorrelation", "toeplitz_product", "convolve_same_length",
-           "chunk_filters", "CPU_CROSSOVER_LENGTH", "CHUNK_ELEMENTS",
-           "auto_priority_cpu_direct", "auto_priority_fft", "single_threaded"]
+__all__ = ["fft_forward", "fft_backward", "chunk_filters", "CHUNK_ELEMENTS", "auto_priority_fft"]
 
-# Filter length from which FFT convolution beats the C++ direct product on the CPU: training-mode
-# forward+backward, B=4, N=48000, K=160, on a 2-core AMD EPYC (AVX-512), measured by
-# bench/crossover.py (bench/results/crossover-cpu-*.json): equal times near L=500 with 2 threads on
-# an idle machine and near 470 with 1 thread; 'fft' is faster at every measured L >= 601.
-CPU_CROSSOVER_LENGTH = 601
 # Elements of one (B, k, n_fft) real tensor per chunk of filters: bounds the backend's memory.
 CHUNK_ELEMENTS = 1 << 21
-
-
-def auto_priority_cpu_direct(device_type: str, kernel_size: int):
-    """'cpu' backend: first choice on the CPU below the crossover, second above it."""
-    if device_type != "cpu":
-        return None
-    return 20.0 if kernel_size < CPU_CROSSOVER_LENGTH else 30.0
 
 
 def auto_priority_fft(device_type: str, kernel_size: int):
@@ -62,87 +45,9 @@ def auto_priority_fft(device_type: str, kernel_size: int):
     return None
 
 
-@contextlib.contextmanager
-def single_threaded():
-    """Run the enclosed torch operations on the calling thread only (restored on exit).
-
-    The backends' bookkeeping (filter taps and their derivatives, BatchNorm coefficients, K x L
-    and B x N float64 terms) is dozens of small operations. Each one that torch runs in parallel
-    opens an OpenMP region that waits for every thread; when another process holds one of the
-    cores that wait is a scheduler time slice, and on a busy 2-core machine it made these few
-    milliseconds of work take hundreds. The heavy kernels run outside this context, in parallel.
-    """
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def fast_fft_length(n: int) -> int:
-    """The smallest 2^a 3^b 5^c >= n: FFT libraries are fastest on such lengths."""
-    best = 1 << max(n - 1, 0).bit_length()
-    power5 = 1
-    while power5 < best:
-        power35 = power5
-        while power35 < best:
-            candidate = power35
-            while candidate < n:
-                candidate *= 2
-            best = min(best, candidate)
-            power35 *= 3
-        power5 *= 5
-    return best
-
-
-def autocorrelation_sums(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """``r[d] = sum_b sum_i x[b, i] x[b, i + d]`` for d = 0..L-1 over the whole clip, float64 (L,),
-    by one FFT (the transform is long enough that no lag wraps around). x: (B, N)."""
-    n = fast_fft_length(x.shape[-1] + kernel_size - 1)
-    spectrum = torch.fft.rfft(x.double(), n=n)
-    power = (spectrum.real.square() + spectrum.imag.square()).sum(0)
-    return torch.fft.irfft(power, n=n)[:kernel_size]
-
-
-def filter_autocorrelation(filters: torch.Tensor) -> torch.Tensor:
-    """``ac[k, d] = sum_j g_k[j] g_k[j + d]`` for d = 0..L-1, float64 (K, L), by FFT."""
-    L = filters.shape[-1]
-    n = fast_fft_length(2 * L - 1)
-    spectrum = torch.fft.rfft(filters.double(), n=n)
-    return torch.fft.irfft(spectrum.real.square() + spectrum.imag.square(), n=n)[:, :L]
-
-
-def toeplitz_product(filters: torch.Tensor, lags: torch.Tensor) -> torch.Tensor:
-    """``out[k, l] = sum_m g_k[m] r[|l - m|]``: the (L x L) symmetric Toeplitz matrix of ``r``
-    times each filter, as one FFT convolution, float64 (K, L)."""
-    L = filters.shape[-1]
-    two_sided = torch.cat([lags.flip(0)[:-1], lags]).double()          # r[|d|], d = -(L-1)..L-1
-    n = fast_fft_length(3 * L - 2)
-    product = torch.fft.rfft(filters.double(), n=n) * torch.fft.rfft(two_sided, n=n)
-    return torch.fft.irfft(product, n=n)[:, L - 1: 2 * L - 1]
-
-
-def convolve_same_length(x: torch.Tensor, centred: torch.Tensor) -> torch.Tensor:
-    """``out[b, i] = sum_e h[e] x[b, i + e - (L-1)]`` (x zero outside its range) for an odd-length
-    ``h`` of 2L-1 taps centred on e = L-1: a correlation with the same length as x, by FFT."""
-    taps = centred.shape[-1]
-    half = taps // 2
-    n = fast_fft_length(x.shape[-1] + taps - 1)
-    product = torch.fft.rfft(x, n=n) * torch.fft.rfft(centred.flip(0).to(x.dtype), n=n)
-    return torch.fft.irfft(product, n=n)[:, half: half + x.shape[-1]]
-
-
 def chunk_filters(batch: int, n_fft: int, filters: int) -> int:
     """Filters per chunk so one (B, k, n_fft) tensor holds at most :data:`CHUNK_ELEMENTS`."""
     return max(1, min(filters, CHUNK_ELEMENTS // max(batch * n_fft, 1)))
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 # On the CPU, when the C++ extension loads, the per-filter work runs in C++ (fft_filters.cpp): one
@@ -172,7 +77,7 @@ class _Setup:
     """What forward and backward share: the signal, its spectrum, the taps, sizes and chunks."""
 
     def __init__(self, x, low_hz_, band_hz_, cfg: FilterbankConfig):
-        self.dtype = _compute_dtype(x.dtype)
+        self.dtype = compute_dtype(x.dtype)
         self.signal = x[:, 0].to(self.dtype)
         self.batch, self.n = self.signal.shape
         self.L = cfg.kernel_size
@@ -283,7 +188,7 @@ def fft_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var,
     recompute_nonfinite_clips(out, mask_bits, bin_stats, s.signal[:, None], low_hz_, band_hz_,
                               weight, bias, running_mean, running_var, cfg)
     return (out.to(x.dtype), mean, var, mask_bits,
-            bin_stats.to(torch.promote_types(x.dtype, torch.float32)))
+            bin_stats.to(bin_stats_dtype(x.dtype)))
 
 
 def _chunked_backward(s: _Setup, w, mask_bits, coefficients, training):

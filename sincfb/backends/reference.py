@@ -6,8 +6,8 @@ meaning whatever the backend. Backward recomputes the convolution and applies th
 out at full resolution (no autograd: a custom op's kernel runs below the autograd dispatch key):
 simple and easy to check, neither fast nor lean.
 
-It also serves the fast backends for eval-mode clips with NaN or Inf samples
-(:func:`recompute_nonfinite_clips`), whose exact non-finite pattern only a direct product gives.
+The fast backends hand it eval-mode clips with NaN or Inf samples, whose exact non-finite pattern
+only a direct product gives (:func:`sincfb.backends.common.recompute_nonfinite_clips`).
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from ..filters import cutoff_parameter_grads, sinc_filters
-from ..pooling import (bin_bounds, bin_sums, masked_zhat, pack_mask, relu_mask, spread_bins,
-                       unpack_mask)
+from ..pooling import (bin_bounds, bin_stats_dtype, bin_sums, masked_zhat, pack_mask, relu_mask,
+                       spread_bins, unpack_mask)
 from . import Backend, FilterbankConfig, register_backend
 
 
@@ -47,7 +47,7 @@ def reference_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_
     out = F.adaptive_avg_pool1d(torch.where(mask, z, 0), cfg.pool_bins)
     bin_stats = torch.stack([bin_sums(mask, cfg.pool_bins),
                              bin_sums(masked_zhat(zhat, mask), cfg.pool_bins)])
-    bin_stats = bin_stats.to(torch.promote_types(x.dtype, torch.float32))
+    bin_stats = bin_stats.to(bin_stats_dtype(x.dtype))
     return out, mean, var, pack_mask(mask), bin_stats
 
 
@@ -77,25 +77,6 @@ def reference_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, 
         grad_filters[:, 0], low_hz_, band_hz_, cfg.kernel_size, cfg.sample_rate, cfg.min_low_hz,
         cfg.min_band_hz)
     return grad_x, grad_low, grad_band, grad_weight.to(weight.dtype), grad_bias.to(bias.dtype)
-
-
-def recompute_nonfinite_clips(out, mask_bits, bin_stats, x, low_hz_, band_hz_, weight, bias,
-                              running_mean, running_var, cfg: FilterbankConfig) -> None:
-    """Eval mode: redo, one at a time with the direct composite, the clips of ``x`` that hold a NaN
-    or Inf sample, overwriting their rows of ``out``, ``mask_bits`` and ``bin_stats``.
-
-    A non-finite sample makes only the bins whose windows reach it non-finite. An FFT spreads it
-    over the whole clip, and pooling by a 0/1 matrix product (Triton) over every bin the product
-    covers (0 * NaN is NaN), so those backends hand such clips here. Training mode needs nothing:
-    there the sample makes every batch statistic and so every output NaN, whatever the backend.
-    Costs one host-device synchronisation (which clips?) per eval call."""
-    if cfg.training:
-        return
-    bad = ~torch.isfinite(x).flatten(1).all(1)
-    for b in bad.nonzero().flatten().tolist():
-        clip = reference_forward(x[b:b + 1], low_hz_, band_hz_, weight, bias, running_mean,
-                                 running_var, cfg)
-        out[b], mask_bits[b], bin_stats[:, b] = clip[0][0], clip[3][0], clip[4][:, 0]
 
 
 register_backend(Backend(

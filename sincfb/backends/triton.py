@@ -32,13 +32,15 @@ import os
 import torch
 import torch.nn.functional as F
 
+from ..algebra import (batch_statistics, bin_weights, bn_backward_coefficients, fast_fft_length,
+                       fold_taps, tap_sums, unfold_gradient)
 from ..filters import cutoff_parameter_grads
-from ..pooling import bin_bounds
-from . import Backend, FilterbankConfig, register_backend
-from .reference import recompute_nonfinite_clips, reference_backward, reference_forward
+from ..pooling import bin_stats_dtype
+from . import Backend, FilterbankConfig, get_backend, register_backend
+from .common import recompute_nonfinite_clips
 
 __all__ = ["triton_forward", "triton_backward", "triton_available", "triton_unavailable_reason",
-           "window_moments", "folded", "tap_sum_term", "autocorrelation_term", "full_filters"]
+           "window_moments", "autocorrelation_term", "full_filters"]
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -81,22 +83,6 @@ def _device_guard(device: torch.device):
 
 # ----------------------------------------------------------------------------- float64 helpers
 
-def _fft_size(n: int) -> int:
-    """Smallest 2^a 3^b 5^c >= n (fast FFT lengths)."""
-    best = 1 << max(0, (n - 1).bit_length())
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            size = p35
-            while size < n:
-                size *= 2
-            best = min(best, size)
-            p35 *= 3
-        p5 *= 5
-    return best
-
-
 def window_moments(signal: torch.Tensor, kernel_size: int):
     """``s[l] = sum_{b,n} x[b, n+l]`` and ``A[l, m] = sum_{b,n} x[b, n+l] x[b, n+m]`` in float64.
 
@@ -111,7 +97,7 @@ def window_moments(signal: torch.Tensor, kernel_size: int):
     prefix = F.pad(xd.sum(0).cumsum(0), (1, 0))
     taps = torch.arange(L, device=xd.device)
     sums = prefix[taps + n_out] - prefix[taps]
-    size = _fft_size(n)            # >= N: no circular wrap-around for lags 0..L-1
+    size = fast_fft_length(n)            # >= N: no circular wrap-around for lags 0..L-1
     # conj_physical: see autocorrelation_term
     spectrum = (torch.conj_physical(torch.fft.rfft(xd[:, :n_out], size))
                 * torch.fft.rfft(xd, size)).sum(0)
@@ -134,31 +120,6 @@ def full_filters(taps: torch.Tensor) -> torch.Tensor:
     return torch.cat([t, t[:, :-1].flip(-1)], dim=-1)
 
 
-def folded(values: torch.Tensor) -> torch.Tensor:
-    """``v[j] + v[L-1-j]`` for j < c and ``2 v[c]``: the folded form (..., C) of (..., L)."""
-    L = values.shape[-1]
-    C = (L + 1) // 2
-    return values[..., :C] + values.flip(-1)[..., :C]
-
-
-def _unfold_for_cutoffs(folded_grad: torch.Tensor, L: int) -> torch.Tensor:
-    """A (K, L) filter gradient whose pairing with any symmetric tensor equals that of the true
-    gradient: the folded values on the left half, half the centre, zeros on the right."""
-    C = folded_grad.shape[-1]
-    out = folded_grad.new_zeros(folded_grad.shape[0], L)
-    out[:, :C] = folded_grad
-    out[:, C - 1] *= 0.5
-    return out
-
-
-def tap_sum_term(filters: torch.Tensor, c3: torch.Tensor, n_out: int, n: int) -> torch.Tensor:
-    """``sum_k c3_k sum_{n valid} g_k[i - n]`` for every input sample i: (N,) float64."""
-    L = filters.shape[-1]
-    prefix = F.pad(((c3[:, None] * filters).sum(0)).cumsum(0), (1, 0))
-    i = torch.arange(n, device=filters.device)
-    return prefix[torch.clamp(i, max=L - 1) + 1] - prefix[torch.clamp(i - n_out + 1, min=0)]
-
-
 def autocorrelation_term(signal: torch.Tensor, filters: torch.Tensor, c4: torch.Tensor,
                          n_out: int) -> torch.Tensor:
     """``sum_k c4_k T_k^T T_k x`` exactly, where T_k is the valid correlation with g_k: (B, N).
@@ -173,7 +134,7 @@ def autocorrelation_term(signal: torch.Tensor, filters: torch.Tensor, c4: torch.
     diagonals = F.pad(cm, (L - 1, L - 1)).as_strided((L, 2 * L - 1), (3 * L - 1, 1))
     running = diagonals.cumsum(0)       # running[v, e] = sum_{v' <= v} cm[v', v' + e - (L-1)]
     R = running[-1]                                                  # lags -(L-1)..(L-1)
-    size = _fft_size(n + 2 * L - 2)
+    size = fast_fft_length(n + 2 * L - 2)
     padded = F.pad(xd, (L - 1, L - 1))
     # conj_physical, not .conj(): a lazily conjugated view lost its conjugation when this op ran
     # inside a torch.compile graph (seen with torch 2.11 on the CPU)
@@ -217,7 +178,16 @@ def _padded_input(x: torch.Tensor, layout) -> torch.Tensor:
     return buf
 
 
-def _check(x: torch.Tensor, cfg: FilterbankConfig):
+def _centre_once(correlation: torch.Tensor) -> torch.Tensor:
+    """The kernel's folded filter-gradient product (K, C) in the package's folding convention
+    (:func:`sincfb.algebra.fold_taps`): the kernel folds the centre window as
+    ``x[n+c] + x[n+L-1-c]``, i.e. twice, so its centre column is halved."""
+    correlation = correlation.double()
+    correlation[:, -1] *= 0.5
+    return correlation
+
+
+def _check(x: torch.Tensor):
     if not _have_triton():
         raise RuntimeError("the 'triton' backend needs the triton package")
     if x.device.type != "cuda" and not _INTERPRET:
@@ -231,9 +201,9 @@ def triton_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var
                    cfg: FilterbankConfig):
     """Forward of the fused op; see ``sincfb.backends`` for the contract."""
     if x.dtype == torch.float64:
-        return reference_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var,
-                                 cfg)
-    _check(x, cfg)
+        return get_backend("reference").forward(x, low_hz_, band_hz_, weight, bias, running_mean,
+                                                running_var, cfg)
+    _check(x)
     tk = _kernels()
     with _device_guard(x.device):
         B, _, N = x.shape
@@ -242,10 +212,7 @@ def triton_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var
                               cfg.min_low_hz, cfg.min_band_hz)
         if cfg.training:
             sums, gram = window_moments(x[:, 0], cfg.kernel_size)
-            g = full_filters(taps)
-            count = B * lay.N_out
-            mean = g @ sums / count
-            var = (((g @ gram) * g).sum(-1) / count - mean.square()).clamp_min(0.0)
+            mean, var = batch_statistics(full_filters(taps), sums, gram, B * lay.N_out)
         else:
             mean, var = running_mean.double(), running_var.double()
         inv_sigma = torch.rsqrt(var + cfg.eps)
@@ -253,7 +220,7 @@ def triton_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var
             _padded_input(x, lay), _pack_taps(taps, inv_sigma, lay, cfg.precision),
             _pad_vector(-mean * inv_sigma, lay), _pad_vector(weight.detach(), lay),
             _pad_vector(bias.detach(), lay), lay, cfg.precision, x.dtype,
-            torch.promote_types(x.dtype, torch.float32), _poison())
+            bin_stats_dtype(x.dtype), _poison())
         # the pooling products spread a non-finite sample over the program's bins (0 * NaN)
         recompute_nonfinite_clips(out, mask_bits, bin_stats, x.float(), low_hz_, band_hz_,
                                   weight, bias, running_mean, running_var, cfg)
@@ -268,9 +235,9 @@ def triton_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mas
                     bin_stats, cfg: FilterbankConfig):
     """Gradients of (x, low_hz_, band_hz_, weight, bias) from the saved bits and bin sums."""
     if x.dtype == torch.float64:
-        return reference_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var,
-                                  mask_bits, bin_stats, cfg)
-    _check(x, cfg)
+        return get_backend("reference").backward(grad_out, x, low_hz_, band_hz_, weight, bias,
+                                                 mean, var, mask_bits, bin_stats, cfg)
+    _check(x)
     tk = _kernels()
     with _device_guard(x.device):
         B, _, N = x.shape
@@ -279,18 +246,15 @@ def triton_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mas
         taps = tk.filter_taps(low_hz_, band_hz_, L, cfg.sample_rate, cfg.min_low_hz,
                               cfg.min_band_hz)
         g = full_filters(taps)
-        count = B * lay.N_out
-        starts, ends = bin_bounds(lay.N_out, cfg.pool_bins, x.device)
-        w = grad_out.double() / (ends - starts).double()
-        dbeta = (w * bin_stats[0].double()).sum((0, 2))
-        dgamma = (w * bin_stats[1].double()).sum((0, 2))
-        sigma = (var.double() + cfg.eps).sqrt()
-        c = weight.detach().double() / sigma
+        w = bin_weights(grad_out.double(), lay.N_out)
+        c, c3, c4, dgamma, dbeta = bn_backward_coefficients(
+            w, bin_stats, weight.detach(), mean, var, cfg.eps, B * lay.N_out, cfg.training)
         weighted = (w * c[None, :, None]).float().contiguous()       # c_k w: dz' = c dz
         mask_bits = mask_bits.contiguous()
         poison = _poison()
         x_pad = _padded_input(x, lay)
-        grad_taps = tk.filter_correlation(x_pad, weighted, mask_bits, lay, cfg.precision, poison)
+        grad_taps = _centre_once(tk.filter_correlation(x_pad, weighted, mask_bits, lay,
+                                                       cfg.precision, poison))
         grad_x = tk.transposed_product(_pack_taps(taps, None, lay, cfg.precision), weighted,
                                        mask_bits, lay, cfg.precision, poison)
         # the kernels apply c before the ReLU mask, so a non-finite c_k (an Inf gamma) vanishes
@@ -299,15 +263,13 @@ def triton_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mas
         grad_taps = torch.where(finite[:, None], grad_taps, torch.nan)
         grad_x = torch.where(finite.all(), grad_x, torch.nan)
         if cfg.training:   # the batch statistics depend on y: dy = c dz + c3 - c4 y
-            c4 = c * dgamma / (count * sigma)
-            c3 = -c * dbeta / count + c4 * mean.double()
             sums, gram = window_moments(x[:, 0], L)
-            grad_taps = (grad_taps + c3[:, None] * folded(sums)[None, :]
-                         - c4[:, None] * folded(g @ gram))
-            grad_x = (grad_x + tap_sum_term(g, c3, lay.N_out, N)[None, :]
+            grad_taps = (grad_taps + c3[:, None] * fold_taps(sums)[None, :]
+                         - c4[:, None] * fold_taps(g @ gram))
+            grad_x = (grad_x + tap_sums(g, c3, lay.N_out, N)[None, :]
                       - autocorrelation_term(x[:, 0], g, c4, lay.N_out))
         grad_low, grad_band = cutoff_parameter_grads(
-            _unfold_for_cutoffs(grad_taps, L), low_hz_, band_hz_, L, cfg.sample_rate,
+            unfold_gradient(grad_taps), low_hz_, band_hz_, L, cfg.sample_rate,
             cfg.min_low_hz, cfg.min_band_hz)
     return (grad_x.to(x.dtype).view(B, 1, N), grad_low, grad_band, dgamma.to(weight.dtype),
             dbeta.to(bias.dtype))

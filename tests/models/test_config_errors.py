@@ -102,3 +102,37 @@ def test_forward_rejects_wrong_input(small_models, shape, dtype, error, message)
                 method(x)
     with pytest.raises(TypeError, match="tensor of raw audio"):
         small_models[0](x.tolist())
+
+
+def test_a_model_without_a_compact_configuration_is_an_error(monkeypatch):
+    """A newly registered model must not silently get another model's compact settings."""
+    from types import MappingProxyType
+
+    from models import registry
+
+    monkeypatch.setattr(registry, "MODELS", MappingProxyType({**registry.MODELS,
+                                                              "newnet": registry.MODELS["sincnet"]}))
+    with pytest.raises(ValueError, match="'newnet' has no compact configuration"):
+        registry.compact_config("newnet")
+
+
+def test_build_from_config_accepts_what_build_model_accepts():
+    from models import compact_config
+    from models.checkpoints import build_from_config
+
+    kwargs = compact_config("mssincresnet")
+    sample_rate, clip = kwargs.pop("sample_rate"), kwargs.pop("clip_samples")
+    model = build_from_config("MS-SincResNet", 3, kwargs, sample_rate, clip)
+    assert type(model).__name__ == "MSSincResNet"
+
+
+def test_one_dataset_registry_drives_the_readers_and_the_cli():
+    from models import data
+    from models.cli import build_parser
+    from models.datasets import DATASETS, KINDS
+
+    kind = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+                if a.dest == "kind")
+    assert tuple(kind.choices) == KINDS
+    for reader_name, _ in DATASETS.values():
+        assert callable(getattr(data, reader_name))

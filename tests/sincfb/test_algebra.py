@@ -38,10 +38,10 @@ def test_statistics_and_folding(B, N, K, L, P):
     torch.testing.assert_close(algebra.folded_conv1d(x, g), y)
 
 
-def test_filter_autocorrelation():
+def test_weighted_filter_autocorrelation():
     g = torch.randn(3, 7, dtype=torch.float64)
     coef = torch.randn(3, dtype=torch.float64)
-    R = algebra.filter_autocorrelation(g, coef)
+    R = algebra.weighted_filter_autocorrelation(g, coef)
     for d in range(-6, 7):
         want = sum(coef[k] * sum(g[k, j] * g[k, j + d] for j in range(7) if 0 <= j + d < 7)
                    for k in range(3))

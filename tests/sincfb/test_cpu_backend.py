@@ -119,7 +119,7 @@ def test_folded_products(B, N, K, L, dtype, tol):
     corr = ops().fold_window_correlation(v.to(dtype), x.to(dtype))
     full = torch.nn.grad.conv1d_weight(x[:, None], (K, 1, L), v)[:, 0]
     assert corr.dtype == torch.float64
-    assert relative_error(corr, cpu_backend.fold_taps(full)) < tol
+    assert relative_error(corr, algebra.fold_taps(full)) < tol
 
 
 def _bank_filters(K, L):
@@ -135,9 +135,9 @@ def test_statistics_and_gram_product_match_algebra(B, N, K, L):
     want_mean, want_var = algebra.batch_statistics(g, sums, gram, B * (N - L + 1))
     mean, var = cpu_backend.training_statistics(ops(), x, g, folded(g))
     assert relative_error(mean, want_mean) < 1e-10 and relative_error(var, want_var) < 1e-10
-    edges = cpu_backend._edge_outputs(ops(), x, folded(g), L)
+    edges = cpu_backend.edge_products(ops(), x, folded(g), L)
     product = cpu_backend.weighted_gram_product(ops(), x, g, folded(g), edges)
-    assert relative_error(product, cpu_backend.fold_taps(g @ gram)) < 1e-10
+    assert relative_error(product, algebra.fold_taps(g @ gram)) < 1e-10
 
 
 @pytest.mark.parametrize("B, N, K, L", [(2, 700, 6, 31), (1, 2500, 4, 251), (2, 12, 3, 5)])
@@ -146,7 +146,7 @@ def test_input_gradient_terms_match_algebra(B, N, K, L):
     x = torch.randn(B, N, dtype=torch.float64)
     g = _bank_filters(K, L)
     c3, c4 = torch.randn(K, dtype=torch.float64), torch.randn(K, dtype=torch.float64)
-    edges = cpu_backend._edge_outputs(ops(), x, folded(g), L)
+    edges = cpu_backend.edge_products(ops(), x, folded(g), L)
     got = cpu_backend.input_gradient_terms(ops(), x, g, folded(g), c3, c4, edges)
     dz = torch.zeros(B, K, N - L + 1, dtype=torch.float64)
     want = algebra.input_gradient(x[:, None], dz, g, torch.zeros(K, dtype=torch.float64), c3, c4)
@@ -155,9 +155,9 @@ def test_input_gradient_terms_match_algebra(B, N, K, L):
 
 def test_fold_and_unfold_of_tap_vectors():
     g = torch.randn(3, 9, dtype=torch.float64)
-    symmetric = cpu_backend.unfold_gradient(cpu_backend.fold_taps(g))
+    symmetric = algebra.unfold_gradient(algebra.fold_taps(g))
     torch.testing.assert_close(symmetric, symmetric.flip(-1))
-    torch.testing.assert_close(cpu_backend.fold_taps(symmetric), cpu_backend.fold_taps(g))
+    torch.testing.assert_close(algebra.fold_taps(symmetric), algebra.fold_taps(g))
 
 
 def _random_state(K, dtype):
@@ -218,7 +218,7 @@ def test_fused_backward_products_match_algebra(B, N, K, L, P, dtype):
     want_corr = torch.nn.grad.conv1d_weight(x[:, None], (K, 1, L), dz)[:, 0]
     want_dx = F.conv_transpose1d(dz * c[:, None], g[:, None])[:, 0]
     tol = 1e-12 if dtype == torch.float64 else 1e-5
-    assert relative_error(corr, cpu_backend.fold_taps(want_corr)) < tol
+    assert relative_error(corr, algebra.fold_taps(want_corr)) < tol
     assert relative_error(grad_x, want_dx) < tol
 
 
@@ -262,7 +262,7 @@ def test_offsets_beyond_int32():
     dz = torch.where(mask, spread_bins(w[:, -1].double(), n_out), 0)
     want_corr = torch.nn.grad.conv1d_weight(x[:, None].double(), (1, 1, L), dz[:, None])[0, 0]
     want_dx = F.conv_transpose1d(dz[:, None], g[-1:, None].double())[:, 0]
-    assert relative_error(corr[-1], cpu_backend.fold_taps(want_corr)) < 1e-5
+    assert relative_error(corr[-1], algebra.fold_taps(want_corr)) < 1e-5
     assert relative_error(grad_x, want_dx) < 1e-5
 
 
@@ -276,7 +276,7 @@ def test_bin_bounds_used_by_the_kernels_follow_adaptive_pooling():
 # --- auto choice, visibility, fallback ------------------------------------------------------
 
 def test_auto_prefers_cpu_below_the_crossover_and_fft_above():
-    from sincfb.backends.fft import CPU_CROSSOVER_LENGTH
+    from sincfb.backends.common import CPU_CROSSOVER_LENGTH
     assert resolve_backend("auto", "cpu", 251) == "cpu"
     assert resolve_backend("auto", "cpu", CPU_CROSSOVER_LENGTH - 2) == "cpu"
     assert resolve_backend("auto", "cpu", CPU_CROSSOVER_LENGTH) == "fft"

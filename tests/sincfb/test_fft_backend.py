@@ -9,6 +9,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from sincfb import FusedSincFilterbank, algebra
 from sincfb.backends import fft as fft_backend
 from sincfb.backends import resolve_backend
+from sincfb.backends.common import CPU_CROSSOVER_LENGTH
+from sincfb.backends.cpu import auto_priority_cpu_direct
 from tests.oracles import authors_bank, randomise_bank
 from tests.sincfb.conformance import SHAPES, Shape, check_against_composite, relative_error
 from tests.sincfb.test_cpu_backend import fixed_seed
@@ -69,7 +71,7 @@ def test_chunks_bound_memory_and_join_exactly(monkeypatch, training):
     """With a tiny chunk budget the filters go 2 at a time; no transform sees all K filters, and
     the results still match the composite (chunk boundaries are exact)."""
     shape = Shape(2, 700, 7, 51, 9)
-    n_fft = fft_backend.fast_fft_length(shape.samples)
+    n_fft = algebra.fast_fft_length(shape.samples)
     monkeypatch.setattr(fft_backend, "USE_CPP_KERNELS", False)    # the C++ path goes per filter
     monkeypatch.setattr(fft_backend, "CHUNK_ELEMENTS", 2 * shape.batch * n_fft)
     largest = []
@@ -127,7 +129,7 @@ def test_fast_fft_length_is_the_smallest_5_smooth_length():
         return n == 1
 
     for n in list(range(1, 400)) + [48000, 48001, 49999, 100003]:
-        m = fft_backend.fast_fft_length(n)
+        m = algebra.fast_fft_length(n)
         assert m >= n and smooth(m)
         assert not any(smooth(k) for k in range(n, m))
 
@@ -135,37 +137,37 @@ def test_fast_fft_length_is_the_smallest_5_smooth_length():
 def test_autocorrelation_and_toeplitz_product():
     x = torch.randn(3, 200, dtype=torch.float64)
     L = 21
-    r = fft_backend.autocorrelation_sums(x, L)
+    r = algebra.autocorrelation_sums(x, L)
     want = torch.stack([(x[:, : 200 - d] * x[:, d:]).sum() for d in range(L)])
     torch.testing.assert_close(r, want)
     g = torch.randn(4, L, dtype=torch.float64)
     index = torch.arange(L)
     toeplitz = r[(index[:, None] - index[None]).abs()]
-    torch.testing.assert_close(fft_backend.toeplitz_product(g, r), g @ toeplitz)
+    torch.testing.assert_close(algebra.toeplitz_product(g, r), g @ toeplitz)
 
 
 def test_filter_autocorrelation_and_centred_correlation():
     g = torch.randn(3, 9, dtype=torch.float64)
     coef = torch.randn(3, dtype=torch.float64)
-    lags = (coef[:, None] * fft_backend.filter_autocorrelation(g)).sum(0)
-    R = algebra.filter_autocorrelation(g, coef)                      # d = -(L-1)..L-1
+    lags = (coef[:, None] * algebra.filter_autocorrelations(g)).sum(0)
+    R = algebra.weighted_filter_autocorrelation(g, coef)                      # d = -(L-1)..L-1
     torch.testing.assert_close(torch.cat([lags.flip(0)[:-1], lags]), R)
     x = torch.randn(2, 50, dtype=torch.float64)
     h = torch.randn(17, dtype=torch.float64)
     want = F.conv1d(F.pad(x[:, None], (8, 8)), h.view(1, 1, -1))[:, 0]
-    torch.testing.assert_close(fft_backend.convolve_same_length(x, h), want)
+    torch.testing.assert_close(algebra.convolve_same_length(x, h), want)
 
 
 # --- 'auto' ranking -----------------------------------------------------------------------
 
 def test_auto_ranking():
-    crossover = fft_backend.CPU_CROSSOVER_LENGTH
+    crossover = CPU_CROSSOVER_LENGTH
     assert fft_backend.auto_priority_fft("cpu", crossover - 2) is None
-    assert fft_backend.auto_priority_fft("cpu", crossover) < fft_backend.auto_priority_cpu_direct(
+    assert fft_backend.auto_priority_fft("cpu", crossover) < auto_priority_cpu_direct(
         "cpu", crossover)
-    assert fft_backend.auto_priority_cpu_direct("cpu", 251) < 100
+    assert auto_priority_cpu_direct("cpu", 251) < 100
     assert 10 < fft_backend.auto_priority_fft("cuda", 251) < 100   # after triton, before reference
-    assert fft_backend.auto_priority_cpu_direct("cuda", 251) is None
+    assert auto_priority_cpu_direct("cuda", 251) is None
     assert resolve_backend("auto", "cpu", 8001) == "fft"
 
 
@@ -181,7 +183,7 @@ def test_crossover_is_where_fft_wins_from_then_on():
 
 
 def test_auto_runs_fft_for_long_filters_and_says_so():
-    L = fft_backend.CPU_CROSSOVER_LENGTH
+    L = CPU_CROSSOVER_LENGTH
     layer = FusedSincFilterbank(2, L, pool_bins=4)
     x = torch.randn(1, 1, L + 50, requires_grad=True)
     layer(x).sum().backward()
