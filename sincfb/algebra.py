@@ -30,7 +30,8 @@ __all__ = ["window_sums", "window_gram", "batch_statistics", "folded_conv1d", "f
            "unfold_gradient", "bin_weights", "relu_mask_gradient", "bn_backward_coefficients",
            "filter_gradient", "weighted_filter_autocorrelation", "padded_edge_outputs", "tap_sums",
            "input_gradient", "fast_fft_length", "autocorrelation_sums", "filter_autocorrelations",
-           "toeplitz_product", "convolve_same_length", "backward_from_saved"]
+           "toeplitz_product", "convolve_same_length", "window_moments", "autocorrelation_term",
+           "statistics_filter_gradient", "statistics_input_gradient", "backward_from_saved"]
 
 
 def window_sums(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -250,6 +251,87 @@ def convolve_same_length(x: torch.Tensor, centred: torch.Tensor) -> torch.Tensor
     product = torch.fft.rfft(x, n=n) * torch.fft.rfft(centred.flip(0).to(x.dtype), n=n)
     return torch.fft.irfft(product, n=n)[:, half: half + x.shape[-1]]
 
+
+
+def window_moments(signal: torch.Tensor, kernel_size: int):
+    """``s[l] = sum_{b,n} x[b, n+l]`` and ``A[l, m] = sum_{b,n} x[b, n+l] x[b, n+m]`` in float64.
+
+    ``signal``: (B, N). ``A`` is Toeplitz up to edge terms (DESIGN.md §3.2): ``A[l, l+d] = A0[d] +
+    sum_{i<l} (q_d[N_out + i] - q_d[i])`` with ``q_d[i] = sum_b x[b,i] x[b,i+d]``; ``A0`` comes from
+    one FFT cross-correlation and the edge terms only touch the first and last L-1 samples.
+    """
+    xd = signal.double()
+    L = kernel_size
+    n = xd.shape[-1]
+    n_out = n - L + 1
+    prefix = F.pad(xd.sum(0).cumsum(0), (1, 0))
+    taps = torch.arange(L, device=xd.device)
+    sums = prefix[taps + n_out] - prefix[taps]
+    size = fast_fft_length(n)            # >= N: no circular wrap-around for lags 0..L-1
+    # conj_physical: see autocorrelation_term
+    spectrum = (torch.conj_physical(torch.fft.rfft(xd[:, :n_out], size))
+                * torch.fft.rfft(xd, size)).sum(0)
+    lag0 = torch.fft.irfft(spectrum, size)[:L]
+    if L == 1:
+        return sums, lag0.view(1, 1)
+    head, tail = xd[:, :L - 1], xd[:, n_out:]
+    edge = tail.T @ tail - head.T @ head                        # (L-1, L-1)
+    # edge[i, i + d] laid out as rows i, columns d (zero where i + d > L - 2)
+    skew = F.pad(edge, (0, L)).as_strided((L - 1, L), (2 * L, 1))
+    table = lag0[None, :] + F.pad(skew.cumsum(0), (0, 0, 1, 0))  # table[l, d] = A[l, l + d]
+    idx = torch.arange(L, device=xd.device)
+    return sums, table[torch.minimum(idx[:, None], idx[None, :]),
+                       (idx[:, None] - idx[None, :]).abs()]
+
+
+def autocorrelation_term(signal: torch.Tensor, filters: torch.Tensor, c4: torch.Tensor,
+                         n_out: int) -> torch.Tensor:
+    """``sum_k c4_k T_k^T T_k x`` exactly, where T_k is the valid correlation with g_k: (B, N).
+
+    Interior: x correlated with ``R[d] = sum_k c4_k sum_j g_k[j] g_k[j+d]`` (FFT). The first and
+    last L-1 samples lose the terms of outputs outside [0, N_out): (L-1)x(L-1) corrections built
+    from diagonal prefix sums of ``Cm = G^T diag(c4) G``."""
+    xd = signal.double()
+    B, n = xd.shape
+    L = filters.shape[-1]
+    cm = filters.T @ (c4[:, None] * filters)                        # (L, L)
+    diagonals = F.pad(cm, (L - 1, L - 1)).as_strided((L, 2 * L - 1), (3 * L - 1, 1))
+    running = diagonals.cumsum(0)       # running[v, e] = sum_{v' <= v} cm[v', v' + e - (L-1)]
+    R = running[-1]                                                  # lags -(L-1)..(L-1)
+    size = fast_fft_length(n + 2 * L - 2)
+    padded = F.pad(xd, (L - 1, L - 1))
+    # conj_physical, not .conj(): a lazily conjugated view lost its conjugation when this op ran
+    # inside a torch.compile graph (seen with torch 2.11 on the CPU)
+    full = torch.fft.irfft(torch.fft.rfft(padded, size)
+                           * torch.conj_physical(torch.fft.rfft(R, size)), size)[:, :n]
+    if L == 1:
+        return full
+    a = torch.arange(L - 1, device=xd.device)
+    lag = a[None, :] - a[:, None] + (L - 1)
+    head = R[lag] - running[a[:, None], lag]        # outputs n < 0:      sum over v' > i
+    tail = running[a[:, None], lag]                 # outputs n >= N_out: sum over v' <= a
+    full[:, :L - 1] -= xd[:, :L - 1] @ head.T
+    full[:, n_out:] -= xd[:, n_out:] @ tail.T
+    return full
+
+
+def statistics_filter_gradient(x, filters, c3, c4) -> torch.Tensor:
+    """The filter gradient's terms through the batch statistics, ``c3_k s - c4_k (A g_k)``:
+    (K, L) float64, with ``s`` and ``A`` from :func:`window_moments` (the heavy ``c_k corr_k`` is
+    the backend's). x: (B, N)."""
+    sums, gram = window_moments(x, filters.shape[-1])
+    g = filters.double()
+    return c3[:, None] * sums[None] - c4[:, None] * (g @ gram)
+
+
+def statistics_input_gradient(x, filters, c3, c4) -> torch.Tensor:
+    """The input gradient's terms through the batch statistics, (B, N) float64: the ``c3`` tap
+    sums (:func:`tap_sums`) minus ``sum_k c4_k T_k^T T_k x`` (:func:`autocorrelation_term`); the
+    heavy ``c_k (dz_k conv^T g_k)`` is the backend's. x: (B, N)."""
+    n = x.shape[-1]
+    n_out = n - filters.shape[-1] + 1
+    g = filters.double()
+    return tap_sums(g, c3, n_out, n)[None] - autocorrelation_term(x, g, c4, n_out)
 
 
 def backward_from_saved(grad_out, x, filters, weight, mean, var, mask_bits, bin_stats, eps,

@@ -3,7 +3,7 @@
 Forward (one call):
   1. ``_taps_kernel`` makes the left halves and centres of the K filters (float32, phases reduced
      in float64);
-  2. training: ``s`` and ``A`` of the input windows in float64 (:func:`window_moments`: prefix sums,
+  2. training: ``s`` and ``A`` of the input windows in float64 (:func:`sincfb.algebra.window_moments`: prefix sums,
      one FFT autocorrelation and two (L-1)-sample edge Gram matrices), then ``mu = g.s / M`` and
      ``var = g^T A g / M - mu^2``; eval: the running statistics;
   3. the taps are scaled by ``1 / sigma`` (BatchNorm folded into the filters) and ``_fwd_kernel``
@@ -12,7 +12,7 @@ Forward (one call):
 Backward: per-bin weights and the BN coefficients ``c, c3, c4`` from the saved data (O(B K P));
 ``_corr_kernel`` gives the folded filter-gradient product, ``_dx_kernel`` the folded transposed
 product; the ``c3`` and ``c4`` terms are cheap: a tap-sum prefix, an FFT correlation of x with the
-single (2L-1)-tap filter R and exact (L-1)x(L-1) edge corrections (:func:`autocorrelation_term`).
+single (2L-1)-tap filter R and exact (L-1)x(L-1) edge corrections (:func:`sincfb.algebra.autocorrelation_term`).
 The cut-off gradients come from the filter gradient by the closed-form derivatives
 (:func:`sincfb.filters.cutoff_parameter_grads`). No (B, K, N_out) tensor is ever allocated.
 
@@ -32,15 +32,16 @@ import os
 import torch
 import torch.nn.functional as F
 
-from ..algebra import (batch_statistics, bin_weights, bn_backward_coefficients, fast_fft_length,
-                       fold_taps, tap_sums, unfold_gradient)
+from ..algebra import (batch_statistics, bin_weights, bn_backward_coefficients, fold_taps,
+                       statistics_filter_gradient, statistics_input_gradient, unfold_gradient,
+                       window_moments)
 from ..filters import cutoff_parameter_grads
 from ..pooling import bin_stats_dtype
 from . import Backend, FilterbankConfig, get_backend, register_backend
 from .common import recompute_nonfinite_clips
 
 __all__ = ["triton_forward", "triton_backward", "triton_available", "triton_unavailable_reason",
-           "window_moments", "autocorrelation_term", "full_filters"]
+           "full_filters"]
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -83,72 +84,10 @@ def _device_guard(device: torch.device):
 
 # ----------------------------------------------------------------------------- float64 helpers
 
-def window_moments(signal: torch.Tensor, kernel_size: int):
-    """``s[l] = sum_{b,n} x[b, n+l]`` and ``A[l, m] = sum_{b,n} x[b, n+l] x[b, n+m]`` in float64.
-
-    ``signal``: (B, N). ``A`` is Toeplitz up to edge terms (DESIGN.md §3.2): ``A[l, l+d] = A0[d] +
-    sum_{i<l} (q_d[N_out + i] - q_d[i])`` with ``q_d[i] = sum_b x[b,i] x[b,i+d]``; ``A0`` comes from
-    one FFT cross-correlation and the edge terms only touch the first and last L-1 samples.
-    """
-    xd = signal.double()
-    L = kernel_size
-    n = xd.shape[-1]
-    n_out = n - L + 1
-    prefix = F.pad(xd.sum(0).cumsum(0), (1, 0))
-    taps = torch.arange(L, device=xd.device)
-    sums = prefix[taps + n_out] - prefix[taps]
-    size = fast_fft_length(n)            # >= N: no circular wrap-around for lags 0..L-1
-    # conj_physical: see autocorrelation_term
-    spectrum = (torch.conj_physical(torch.fft.rfft(xd[:, :n_out], size))
-                * torch.fft.rfft(xd, size)).sum(0)
-    lag0 = torch.fft.irfft(spectrum, size)[:L]
-    if L == 1:
-        return sums, lag0.view(1, 1)
-    head, tail = xd[:, :L - 1], xd[:, n_out:]
-    edge = tail.T @ tail - head.T @ head                        # (L-1, L-1)
-    # edge[i, i + d] laid out as rows i, columns d (zero where i + d > L - 2)
-    skew = F.pad(edge, (0, L)).as_strided((L - 1, L), (2 * L, 1))
-    table = lag0[None, :] + F.pad(skew.cumsum(0), (0, 0, 1, 0))  # table[l, d] = A[l, l + d]
-    idx = torch.arange(L, device=xd.device)
-    return sums, table[torch.minimum(idx[:, None], idx[None, :]),
-                       (idx[:, None] - idx[None, :]).abs()]
-
-
 def full_filters(taps: torch.Tensor) -> torch.Tensor:
     """Whole symmetric filters (K, L) in float64 from the (K, C) left halves and centres."""
     t = taps.double()
     return torch.cat([t, t[:, :-1].flip(-1)], dim=-1)
-
-
-def autocorrelation_term(signal: torch.Tensor, filters: torch.Tensor, c4: torch.Tensor,
-                         n_out: int) -> torch.Tensor:
-    """``sum_k c4_k T_k^T T_k x`` exactly, where T_k is the valid correlation with g_k: (B, N).
-
-    Interior: x correlated with ``R[d] = sum_k c4_k sum_j g_k[j] g_k[j+d]`` (FFT). The first and
-    last L-1 samples lose the terms of outputs outside [0, N_out): (L-1)x(L-1) corrections built
-    from diagonal prefix sums of ``Cm = G^T diag(c4) G``."""
-    xd = signal.double()
-    B, n = xd.shape
-    L = filters.shape[-1]
-    cm = filters.T @ (c4[:, None] * filters)                        # (L, L)
-    diagonals = F.pad(cm, (L - 1, L - 1)).as_strided((L, 2 * L - 1), (3 * L - 1, 1))
-    running = diagonals.cumsum(0)       # running[v, e] = sum_{v' <= v} cm[v', v' + e - (L-1)]
-    R = running[-1]                                                  # lags -(L-1)..(L-1)
-    size = fast_fft_length(n + 2 * L - 2)
-    padded = F.pad(xd, (L - 1, L - 1))
-    # conj_physical, not .conj(): a lazily conjugated view lost its conjugation when this op ran
-    # inside a torch.compile graph (seen with torch 2.11 on the CPU)
-    full = torch.fft.irfft(torch.fft.rfft(padded, size)
-                           * torch.conj_physical(torch.fft.rfft(R, size)), size)[:, :n]
-    if L == 1:
-        return full
-    a = torch.arange(L - 1, device=xd.device)
-    lag = a[None, :] - a[:, None] + (L - 1)
-    head = R[lag] - running[a[:, None], lag]        # outputs n < 0:      sum over v' > i
-    tail = running[a[:, None], lag]                 # outputs n >= N_out: sum over v' <= a
-    full[:, :L - 1] -= xd[:, :L - 1] @ head.T
-    full[:, n_out:] -= xd[:, n_out:] @ tail.T
-    return full
 
 
 # ----------------------------------------------------------------------------- packing
@@ -263,11 +202,8 @@ def triton_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mas
         grad_taps = torch.where(finite[:, None], grad_taps, torch.nan)
         grad_x = torch.where(finite.all(), grad_x, torch.nan)
         if cfg.training:   # the batch statistics depend on y: dy = c dz + c3 - c4 y
-            sums, gram = window_moments(x[:, 0], L)
-            grad_taps = (grad_taps + c3[:, None] * fold_taps(sums)[None, :]
-                         - c4[:, None] * fold_taps(g @ gram))
-            grad_x = (grad_x + tap_sums(g, c3, lay.N_out, N)[None, :]
-                      - autocorrelation_term(x[:, 0], g, c4, lay.N_out))
+            grad_taps = grad_taps + fold_taps(statistics_filter_gradient(x[:, 0], g, c3, c4))
+            grad_x = grad_x + statistics_input_gradient(x[:, 0], g, c3, c4)
         grad_low, grad_band = cutoff_parameter_grads(
             unfold_gradient(grad_taps), low_hz_, band_hz_, L, cfg.sample_rate,
             cfg.min_low_hz, cfg.min_band_hz)
