@@ -163,7 +163,8 @@ struct FftBackward {
   const scalar_t* w;            // (B, K, P) gradient per bin / bin size
   const uint8_t* mask;          // (B, K, ceil(n_out / 8))
   const double *c, *c3, *c4;    // (K,)
-  scalar_t* grad_filters;       // (K, L)
+  scalar_t* grad_filters;       // (K, L), or null: the filter gradient is not needed
+  bool with_dx;                 // false: the input gradient is not needed
 };
 
 // dy (k, B, n_fft) for filters [k0, k1): c dz + c3 - c4 y on the valid positions (c dz in eval
@@ -209,14 +210,17 @@ void backward_group(const FftBackward<scalar_t>& a,
   const at::Tensor spectra = group_spectra(a.filters, k0, k1, a.s.n_fft);
   const at::Tensor dy_spectrum =
       at::fft_rfft(output_gradient(a, spans, k0, k1, spectra), a.s.n_fft, -1);   // (k, B, F)
-  // corr[l] = sum_b sum_n dy[b, n] x[b, n + l]: the circular cross-correlation's first L lags
-  const at::Tensor corr = at::fft_irfft((dy_spectrum.conj() * a.spectrum.unsqueeze(0)).sum(1),
-                                        a.s.n_fft, -1).contiguous();
-  for (int64_t k = k0; k < k1; ++k) {
-    const scalar_t* taps = corr.const_data_ptr<scalar_t>() + (k - k0) * a.s.n_fft;
-    std::copy(taps, taps + a.s.L, a.grad_filters + k * a.s.L);
+  if (a.grad_filters != nullptr) {
+    // corr[l] = sum_b sum_n dy[b, n] x[b, n + l]: the circular cross-correlation's first L lags,
+    // summed over the batch before the inverse transform
+    const at::Tensor corr = at::fft_irfft((dy_spectrum.conj() * a.spectrum.unsqueeze(0)).sum(1),
+                                          a.s.n_fft, -1).contiguous();
+    for (int64_t k = k0; k < k1; ++k) {
+      const scalar_t* taps = corr.const_data_ptr<scalar_t>() + (k - k0) * a.s.n_fft;
+      std::copy(taps, taps + a.s.L, a.grad_filters + k * a.s.L);
+    }
   }
-  dx_spectrum.add_((dy_spectrum * spectra.unsqueeze(1)).sum(0));
+  if (a.with_dx) dx_spectrum.add_((dy_spectrum * spectra.unsqueeze(1)).sum(0));
 }
 
 template <typename scalar_t>
@@ -232,6 +236,7 @@ at::Tensor backward_kernel(const FftBackward<scalar_t>& a) {
     }
     partial[worker] = dx_spectrum;
   });
+  if (!a.with_dx) return at::Tensor();
   at::Tensor total = partial[0];
   for (int64_t p = 1; p < workers; ++p) {
     if (partial[p].defined()) total = total + partial[p];
@@ -289,7 +294,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> fft_filte
 std::tuple<at::Tensor, at::Tensor> fft_filterbank_backward(
     const at::Tensor& spectrum, const at::Tensor& filters, int64_t n, int64_t n_fft,
     const at::Tensor& bin_grad, const at::Tensor& mask_bits, const at::Tensor& c,
-    const at::Tensor& c3, const at::Tensor& c4, bool training) {
+    const at::Tensor& c3, const at::Tensor& c4, bool training, bool with_filters, bool with_dx) {
   const FftShape s = fft_shape(spectrum, filters, n, n_fft, bin_grad.size(-1));
   const auto real = spectrum.options().dtype(c10::toRealValueType(spectrum.scalar_type()));
   const at::Tensor w = bin_grad.to(real.dtype()).contiguous();
@@ -305,7 +310,8 @@ std::tuple<at::Tensor, at::Tensor> fft_filterbank_backward(
     grad_x = backward_kernel<scalar_t>({s, spectrum, filters, training, w.data_ptr<scalar_t>(),
                                         mask.data_ptr<uint8_t>(), cs.data_ptr<double>(),
                                         c3s.data_ptr<double>(), c4s.data_ptr<double>(),
-                                        grad_filters.data_ptr<scalar_t>()});
+                                        with_filters ? grad_filters.data_ptr<scalar_t>() : nullptr,
+                                        with_dx});
   });
   return {grad_filters, grad_x};
 }

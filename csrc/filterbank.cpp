@@ -158,8 +158,8 @@ struct BackwardArgs {
   int64_t K, L;
   const uint8_t* mask;        // (B, K, ceil(N_out / 8))
   int64_t bins;
-  double* corr;               // (K, C)
-  scalar_t* dx;               // (B, N)
+  double* corr;               // (K, C), or null: the filter gradient is not needed
+  scalar_t* dx;               // (B, N), or null: the input gradient is not needed
 };
 
 // Per-worker scratch of the backward, including the worker's float64 filter-gradient sum.
@@ -194,11 +194,15 @@ void backward_tile(const BackwardArgs<scalar_t>& a, const Bins& bins, const Tili
   const int64_t C = a.L / 2 + 1, K = a.K, t = tiling.size;
   tile_gradient(a, bins, tiling, b, j, s.dz.data());
   const at::Tensor dz = matrix(s.dz.data(), K, t, t);
-  fold_windows(a.x + b * a.n + tiling.start(j), a.L, t, s.ft.data());
-  gemm_into(dz, matrix(s.ft.data(), C, t, t).t(), matrix(s.tile_corr.data(), K, C, C));
-  for (int64_t i = 0; i < K * C; ++i) acc[i] += s.tile_corr[i];
-  gemm_into(matrix(a.scaled, K, C, C).t(), dz, matrix(s.transposed.data(), C, t, t));
-  unfold_add(s.transposed.data(), a.L, t, slot);
+  if (a.corr != nullptr) {
+    fold_windows(a.x + b * a.n + tiling.start(j), a.L, t, s.ft.data());
+    gemm_into(dz, matrix(s.ft.data(), C, t, t).t(), matrix(s.tile_corr.data(), K, C, C));
+    for (int64_t i = 0; i < K * C; ++i) acc[i] += s.tile_corr[i];
+  }
+  if (a.dx != nullptr) {
+    gemm_into(matrix(a.scaled, K, C, C).t(), dz, matrix(s.transposed.data(), C, t, t));
+    unfold_add(s.transposed.data(), a.L, t, slot);
+  }
 }
 
 // dx[b] = the sum of its tiles' slots, each placed at the first position its tile computes.
@@ -224,19 +228,22 @@ void backward_kernel(const BackwardArgs<scalar_t>& a) {
   const Bins bins{a.n - a.L + 1, a.bins};
   const Tiling tiling(bins.n);
   const int64_t items = a.batch * tiling.count, slot_len = tiling.size + a.L - 1;
-  std::vector<double> partial(worker_count(items) * KC, 0.0);
+  std::vector<double> partial(a.corr != nullptr ? worker_count(items) * KC : 0, 0.0);
   // Tiles of one clip overlap by L - 1 input positions: each tile writes its own slot of dx.
-  std::vector<scalar_t> slots(items * slot_len, scalar_t(0));
+  std::vector<scalar_t> slots(a.dx != nullptr ? items * slot_len : 0, scalar_t(0));
   for_each_item(items, [&](int64_t worker, const auto& next) {
     BackwardScratch<scalar_t> scratch(a.L / 2 + 1, a.K, tiling.size);
     for (int64_t item = next(); item >= 0; item = next()) {
       backward_tile(a, bins, tiling, item / tiling.count, item % tiling.count, scratch,
-                    partial.data() + worker * KC, slots.data() + item * slot_len);
+                    a.corr != nullptr ? partial.data() + worker * KC : nullptr,
+                    a.dx != nullptr ? slots.data() + item * slot_len : nullptr);
     }
   });
-  std::fill(a.corr, a.corr + KC, 0.0);
-  for (size_t i = 0; i < partial.size(); ++i) a.corr[i % KC] += partial[i];
-  overlap_add(a, tiling, slots.data(), slot_len);
+  if (a.corr != nullptr) {
+    std::fill(a.corr, a.corr + KC, 0.0);
+    for (size_t i = 0; i < partial.size(); ++i) a.corr[i % KC] += partial[i];
+  }
+  if (a.dx != nullptr) overlap_add(a, tiling, slots.data(), slot_len);
 }
 
 void check_buffer(const at::Tensor& t, const char* name, at::IntArrayRef shape,
@@ -289,7 +296,8 @@ void filterbank_forward(const at::Tensor& x_in, const at::Tensor& filters_in,
 
 void filterbank_backward(const at::Tensor& bin_grad_in, const at::Tensor& x_in,
                          const at::Tensor& scaled_in, const at::Tensor& mask_in,
-                         const at::Tensor& corr, const at::Tensor& grad_x) {
+                         const at::Tensor& corr, const at::Tensor& grad_x, bool with_corr,
+                         bool with_dx) {
   check_signal(x_in, scaled_in);
   const at::Tensor x = x_in.contiguous(), scaled = scaled_in.contiguous();
   const at::Tensor w = bin_grad_in.to(x.scalar_type()).contiguous(), mask = mask_in.contiguous();
@@ -299,12 +307,13 @@ void filterbank_backward(const at::Tensor& bin_grad_in, const at::Tensor& x_in,
                   w.size(2) <= n_out,
               "bin_grad must be (B, K, P) with 1 <= P <= N_out, got ", w.sizes());
   check_buffer(mask, "mask_bits", {B, K, (n_out + 7) / 8}, at::kByte);
-  check_buffer(corr, "corr", {K, C}, at::kDouble);
-  check_buffer(grad_x, "grad_x", {B, x.size(1)}, x.scalar_type());
+  if (with_corr) check_buffer(corr, "corr", {K, C}, at::kDouble);
+  if (with_dx) check_buffer(grad_x, "grad_x", {B, x.size(1)}, x.scalar_type());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "filterbank_backward", [&] {
     backward_kernel<scalar_t>({w.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), B, x.size(1),
                                scaled.data_ptr<scalar_t>(), K, L, mask.data_ptr<uint8_t>(),
-                               w.size(2), corr.data_ptr<double>(), grad_x.data_ptr<scalar_t>()});
+                               w.size(2), with_corr ? corr.data_ptr<double>() : nullptr,
+                               with_dx ? grad_x.data_ptr<scalar_t>() : nullptr});
   });
 }
 

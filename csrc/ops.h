@@ -29,10 +29,12 @@ void filterbank_forward(const at::Tensor& x, const at::Tensor& folded_filters,
 
 // The fused backward's two heavy products from dz = mask * (bin weights spread over positions):
 // corr (K, C) float64 = fold_window_correlation(dz, x) and grad_x (B, N) =
-// fold_correlate_transposed(dz, scaled_filters), streaming dz tile by tile.
+// fold_correlate_transposed(dz, scaled_filters), streaming dz tile by tile. with_corr / with_dx
+// false skip that product (and leave its buffer unwritten).
 void filterbank_backward(const at::Tensor& bin_grad, const at::Tensor& x,
                          const at::Tensor& scaled_filters, const at::Tensor& mask_bits,
-                         const at::Tensor& corr, const at::Tensor& grad_x);
+                         const at::Tensor& corr, const at::Tensor& grad_x, bool with_corr,
+                         bool with_dx);
 
 // The 'fft' backend on the CPU (fft_filters.cpp), a few filters per work item. spectrum is the
 // rfft (B, n_fft / 2 + 1) of the clips (n_fft >= N), complex64 for float32 data and complex128
@@ -45,10 +47,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> fft_filte
     const at::Tensor& bias, double eps, int64_t pool_bins, bool training);
 
 // Backward with dy = c dz + c3 - c4 y per filter (c dz when not training): the filter gradient
-// (K, L) and the input gradient (B, N), both heavy products by FFT.
+// (K, L) and the input gradient (B, N), both heavy products by FFT; with_filters / with_dx false
+// skip that product (its result is then undefined / an undefined tensor).
 std::tuple<at::Tensor, at::Tensor> fft_filterbank_backward(
     const at::Tensor& spectrum, const at::Tensor& filters, int64_t n, int64_t n_fft,
     const at::Tensor& bin_grad, const at::Tensor& mask_bits, const at::Tensor& c,
-    const at::Tensor& c3, const at::Tensor& c4, bool training);
+    const at::Tensor& c3, const at::Tensor& c4, bool training, bool with_filters, bool with_dx);
 
 }  // namespace sincfb_cpu

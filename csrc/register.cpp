@@ -15,14 +15,15 @@ TORCH_LIBRARY(sincfb_cpu, m) {
       "Tensor(c!) bin_stats) -> ()");
   m.def(
       "filterbank_backward(Tensor bin_grad, Tensor x, Tensor scaled_filters, Tensor mask_bits, "
-      "Tensor(a!) corr, Tensor(b!) grad_x) -> ()");
+      "Tensor(a!) corr, Tensor(b!) grad_x, bool with_corr=True, bool with_dx=True) -> ()");
   m.def(
       "fft_filterbank_forward(Tensor spectrum, Tensor filters, int n, int n_fft, Tensor mean, "
       "Tensor var, Tensor weight, Tensor bias, float eps, int pool_bins, bool training) -> "
       "(Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "fft_filterbank_backward(Tensor spectrum, Tensor filters, int n, int n_fft, "
-      "Tensor bin_grad, Tensor mask_bits, Tensor c, Tensor c3, Tensor c4, bool training) -> "
+      "Tensor bin_grad, Tensor mask_bits, Tensor c, Tensor c3, Tensor c4, bool training, "
+      "bool with_filters=True, bool with_dx=True) -> "
       "(Tensor, Tensor)");
 }
 

@@ -106,13 +106,17 @@ def _filterbank_backward(grad_out: Tensor, x: Tensor, low_hz_: Tensor, band_hz_:
                          mask_bits: Tensor, bin_stats: Tensor, kernel_size: int,
                          sample_rate: float, min_low_hz: float, min_band_hz: float,
                          pool_bins: int, training: bool, eps: float, backend: str,
-                         precision: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                         precision: str, need_input: bool = True, need_filters: bool = True
+                         ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     cfg = FilterbankConfig(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins, training,
                            eps, precision)
     with _no_autocast(x):
         grads = get_backend(backend).backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean,
-                                              var, mask_bits, bin_stats, cfg)
-    # A custom op may not return its inputs or views of them; autograd may hand some back.
+                                              var, mask_bits, bin_stats, cfg,
+                                              need_input=need_input, need_filters=need_filters)
+    # A custom op may not return its inputs or views of them; autograd may hand some back. A
+    # gradient that was not asked for comes back as zeros (the op's outputs are tensors); the
+    # autograd formula turns it into None.
     return tuple(g.clone() if g is not None else torch.zeros_like(t)
                  for g, t in zip(grads, (x, low_hz_, band_hz_, weight, bias)))
 
@@ -137,12 +141,18 @@ def _setup_context(ctx, inputs, output):
 
 
 def _backward(ctx, grad_out, *_unused_grads):
-    saved = ctx.saved_tensors
-    grad_x, grad_low, grad_band, grad_weight, grad_bias = torch.ops.sincfb.filterbank_backward(
-        grad_out.contiguous(), *saved, *ctx.scalars)
+    """Only the gradients autograd asks for: raw audio needs no input gradient (the heavy
+    transposed product is skipped), frozen cut-offs no filter gradient (the filter-gradient
+    product is skipped); a frozen or missing BatchNorm affine gets None (its gradient is a
+    by-product of the bin sums)."""
+    needs = ctx.needs_input_grad
+    need_input, need_filters = needs[0], needs[1] or needs[2]
+    grads = torch.ops.sincfb.filterbank_backward(grad_out.contiguous(), *ctx.saved_tensors,
+                                                 *ctx.scalars, need_input, need_filters)
     weight_given, bias_given = ctx.affine_given   # a None input takes a None gradient
-    return ((grad_x, grad_low, grad_band, grad_weight if weight_given else None,
-             grad_bias if bias_given else None, None, None) + (None,) * len(_SCALAR_ARGS))
+    wanted = (need_input, needs[1], needs[2], needs[3] and weight_given, needs[4] and bias_given)
+    return (tuple(g if want else None for g, want in zip(grads, wanted))
+            + (None, None) + (None,) * len(_SCALAR_ARGS))
 
 
 _filterbank.register_autograd(_backward, setup_context=_setup_context)

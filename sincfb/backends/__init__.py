@@ -4,8 +4,10 @@ A backend is a pair of functions behind the one registered operation (``sincfb.o
 
 - ``forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var, cfg)`` returns
   ``(out, mean, var, mask_bits, bin_stats)`` with the shapes ``sincfb.ops`` documents;
-- ``backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mask_bits, bin_stats, cfg)``
-  returns the gradients of ``x, low_hz_, band_hz_, weight, bias``.
+- ``backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mask_bits, bin_stats, cfg,
+  need_input=True, need_filters=True)`` returns the gradients of ``x, low_hz_, band_hz_, weight,
+  bias``; with ``need_input`` / ``need_filters`` False it skips that heavy product and returns
+  None for x / for both cut-off parameters.
 
 Each backend lives in its own module here (``reference``, ``cpu``, ``fft``, ``triton``) and registers
 itself when imported; :func:`load_builtin_backends` imports whichever of them exist. ``available()``

@@ -137,19 +137,24 @@ def cpu_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var,
 
 def _statistics_gradient(ops, signal, filters, folded, grad_folded, grad_x, c3, c4):
     """Training mode: add the terms through the batch statistics (``s``, ``A g``, tap sums, the
-    ``R`` filter) to the folded filter gradient and the input gradient (float64)."""
+    ``R`` filter) to the folded filter gradient and the input gradient (float64); a gradient
+    that is None (not needed) stays None."""
     L = filters.shape[-1]
     edges = edge_products(ops, signal, folded, L)
-    sums = fold_taps(window_sums(signal[:, None], L))
-    grad_folded = grad_folded + c3[:, None] * sums - c4[:, None] * weighted_gram_product(
-        ops, signal, filters, folded, edges)
-    grad_x = grad_x.double() + input_gradient_terms(ops, signal, filters, folded, c3, c4, edges)
+    if grad_folded is not None:
+        sums = fold_taps(window_sums(signal[:, None], L))
+        grad_folded = grad_folded + c3[:, None] * sums - c4[:, None] * weighted_gram_product(
+            ops, signal, filters, folded, edges)
+    if grad_x is not None:
+        grad_x = grad_x.double() + input_gradient_terms(ops, signal, filters, folded, c3, c4,
+                                                        edges)
     return grad_folded, grad_x
 
 
 def cpu_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mask_bits, bin_stats,
-                 cfg: FilterbankConfig):
-    """Gradients of (x, low_hz_, band_hz_, weight, bias) from the saved data (DESIGN.md §3.3)."""
+                 cfg: FilterbankConfig, need_input: bool = True, need_filters: bool = True):
+    """Gradients of (x, low_hz_, band_hz_, weight, bias) from the saved data (DESIGN.md §3.3);
+    ``need_input`` / ``need_filters`` False skip that heavy product (the gradient is None)."""
     ops = _ops()
     dtype = compute_dtype(x.dtype)
     L, n_out = cfg.kernel_size, x.shape[-1] - cfg.kernel_size + 1
@@ -162,17 +167,22 @@ def cpu_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mask_b
         scaled = (c[:, None] * filters[:, : L // 2 + 1]).to(dtype).contiguous()
     corr = torch.empty(filters.shape[0], L // 2 + 1, dtype=torch.float64)
     grad_x = torch.empty_like(signal)
-    ops.filterbank_backward(w, signal, scaled, mask_bits.contiguous(), corr, grad_x)
+    if need_input or need_filters:
+        ops.filterbank_backward(w, signal, scaled, mask_bits.contiguous(), corr, grad_x,
+                                need_filters, need_input)
+    grad_x = grad_x if need_input else None
+    grad_low = grad_band = None
     with single_threaded():
-        grad_folded = c[:, None] * corr
-        if cfg.training:
+        grad_folded = c[:, None] * corr if need_filters else None
+        if cfg.training and (need_input or need_filters):
             grad_folded, grad_x = _statistics_gradient(ops, signal, filters, folded, grad_folded,
                                                        grad_x, c3, c4)
-        grad_low, grad_band = cutoff_parameter_grads(
-            unfold_gradient(grad_folded), low_hz_, band_hz_, L, cfg.sample_rate, cfg.min_low_hz,
-            cfg.min_band_hz)
-    return (grad_x[:, None].to(x.dtype), grad_low, grad_band, dgamma.to(weight.dtype),
-            dbeta.to(bias.dtype))
+        if need_filters:
+            grad_low, grad_band = cutoff_parameter_grads(
+                unfold_gradient(grad_folded), low_hz_, band_hz_, L, cfg.sample_rate,
+                cfg.min_low_hz, cfg.min_band_hz)
+    return (None if grad_x is None else grad_x[:, None].to(x.dtype), grad_low, grad_band,
+            dgamma.to(weight.dtype), dbeta.to(bias.dtype))
 
 
 def auto_priority_cpu_direct(device_type: str, kernel_size: int):

@@ -191,8 +191,10 @@ def fft_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var,
             bin_stats.to(bin_stats_dtype(x.dtype)))
 
 
-def _chunked_backward(s: _Setup, w, mask_bits, coefficients, training):
-    """Both heavy products by FFT with tensor ops, chunk by chunk: (grad_filters, grad_x)."""
+def _chunked_backward(s: _Setup, w, mask_bits, coefficients, training, need_filters=True,
+                      need_input=True):
+    """Both heavy products by FFT with tensor ops, chunk by chunk: (grad_filters, grad_x), each
+    None when not needed."""
     c, c3, c4 = (v.to(s.dtype)[:, None] for v in coefficients)
     grad_filters = torch.empty(s.K, s.L, dtype=s.dtype, device=w.device)
     grad_spectrum = torch.zeros_like(s.spectrum)
@@ -205,33 +207,40 @@ def _chunked_backward(s: _Setup, w, mask_bits, coefficients, training):
             dy.addcmul_(s.outputs(spectra), -c4[k0:k1]).add_(c3[k0:k1])
         dy_spectrum = torch.fft.rfft(dy, n=s.n_fft)
         del dy
-        correlation = (dy_spectrum.conj() * s.spectrum[:, None]).sum(0)
-        grad_filters[k0:k1] = torch.fft.irfft(correlation, n=s.n_fft)[:, : s.L]
-        grad_spectrum += (dy_spectrum * spectra[None]).sum(1)
-    return grad_filters, torch.fft.irfft(grad_spectrum, n=s.n_fft)[:, : s.n]
+        if need_filters:     # summed over the batch before the inverse transform
+            correlation = (dy_spectrum.conj() * s.spectrum[:, None]).sum(0)
+            grad_filters[k0:k1] = torch.fft.irfft(correlation, n=s.n_fft)[:, : s.L]
+        if need_input:
+            grad_spectrum += (dy_spectrum * spectra[None]).sum(1)
+    grad_x = torch.fft.irfft(grad_spectrum, n=s.n_fft)[:, : s.n] if need_input else None
+    return (grad_filters if need_filters else None), grad_x
 
 
 def fft_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mask_bits, bin_stats,
-                 cfg: FilterbankConfig):
-    """Gradients of (x, low_hz_, band_hz_, weight, bias), both heavy products by FFT."""
+                 cfg: FilterbankConfig, need_input: bool = True, need_filters: bool = True):
+    """Gradients of (x, low_hz_, band_hz_, weight, bias), both heavy products by FFT;
+    ``need_input`` / ``need_filters`` False skip that product (the gradient is None)."""
     s = _Setup(x, low_hz_, band_hz_, cfg)
     with single_threaded():
         w = bin_weights(grad_out.to(s.dtype), s.n_out)
         c, c3, c4, dgamma, dbeta = bn_backward_coefficients(
             w, bin_stats, weight.detach(), mean, var, cfg.eps, s.batch * s.n_out, cfg.training)
+    grad_filters = grad_x = grad_low = grad_band = None
     ops = _cpu_kernels(x.device)
-    if ops:
+    if ops and (need_input or need_filters):
         grad_filters, grad_x = ops.fft_filterbank_backward(
             s.spectrum, s.filters.to(s.dtype), s.n, s.n_fft, w, mask_bits, c, c3, c4,
-            cfg.training)
-    else:
-        grad_filters, grad_x = _chunked_backward(s, w, mask_bits, (c, c3, c4), cfg.training)
-    with single_threaded():
-        grad_low, grad_band = cutoff_parameter_grads(
-            grad_filters, low_hz_, band_hz_, s.L, cfg.sample_rate, cfg.min_low_hz,
-            cfg.min_band_hz)
-    return (grad_x[:, None].to(x.dtype), grad_low, grad_band, dgamma.to(weight.dtype),
-            dbeta.to(bias.dtype))
+            cfg.training, need_filters, need_input)
+    elif need_input or need_filters:
+        grad_filters, grad_x = _chunked_backward(s, w, mask_bits, (c, c3, c4), cfg.training,
+                                                 need_filters, need_input)
+    if need_filters:
+        with single_threaded():
+            grad_low, grad_band = cutoff_parameter_grads(
+                grad_filters, low_hz_, band_hz_, s.L, cfg.sample_rate, cfg.min_low_hz,
+                cfg.min_band_hz)
+    return (grad_x[:, None].to(x.dtype) if need_input else None, grad_low, grad_band,
+            dgamma.to(weight.dtype), dbeta.to(bias.dtype))
 
 
 register_backend(Backend(

@@ -52,9 +52,11 @@ def reference_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_
 
 
 def reference_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mask_bits,
-                       bin_stats, cfg: FilterbankConfig):
+                       bin_stats, cfg: FilterbankConfig, need_input: bool = True,
+                       need_filters: bool = True):
     """Gradients of (x, low_hz_, band_hz_, weight, bias): the chain rule written out at full
-    resolution (pool -> ReLU -> BatchNorm -> conv1d -> filter taps -> cut-off parameters)."""
+    resolution (pool -> ReLU -> BatchNorm -> conv1d -> filter taps -> cut-off parameters).
+    ``need_input`` / ``need_filters`` False skip the product for x / for the cut-offs (None)."""
     filters = _filters(low_hz_, band_hz_, cfg, x.dtype)
     y = F.conv1d(x, filters.unsqueeze(1))
     n_out = y.shape[-1]
@@ -71,11 +73,13 @@ def reference_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, 
         dy = scale * (dz - (grad_bias[:, None] + zhat * grad_weight[:, None]) / count)
     else:
         dy = scale * dz
-    grad_x = torch.nn.grad.conv1d_input(x.shape, filters.unsqueeze(1), dy)
-    grad_filters = torch.nn.grad.conv1d_weight(x, (filters.shape[0], 1, filters.shape[1]), dy)
-    grad_low, grad_band = cutoff_parameter_grads(
-        grad_filters[:, 0], low_hz_, band_hz_, cfg.kernel_size, cfg.sample_rate, cfg.min_low_hz,
-        cfg.min_band_hz)
+    grad_x = torch.nn.grad.conv1d_input(x.shape, filters.unsqueeze(1), dy) if need_input else None
+    grad_low = grad_band = None
+    if need_filters:
+        grad_filters = torch.nn.grad.conv1d_weight(x, (filters.shape[0], 1, filters.shape[1]), dy)
+        grad_low, grad_band = cutoff_parameter_grads(
+            grad_filters[:, 0], low_hz_, band_hz_, cfg.kernel_size, cfg.sample_rate,
+            cfg.min_low_hz, cfg.min_band_hz)
     return grad_x, grad_low, grad_band, grad_weight.to(weight.dtype), grad_bias.to(bias.dtype)
 
 

@@ -171,11 +171,14 @@ def triton_forward(x, low_hz_, band_hz_, weight, bias, running_mean, running_var
 
 
 def triton_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mask_bits,
-                    bin_stats, cfg: FilterbankConfig):
-    """Gradients of (x, low_hz_, band_hz_, weight, bias) from the saved bits and bin sums."""
+                    bin_stats, cfg: FilterbankConfig, need_input: bool = True,
+                    need_filters: bool = True):
+    """Gradients of (x, low_hz_, band_hz_, weight, bias) from the saved bits and bin sums;
+    ``need_input`` / ``need_filters`` False skip that kernel (the gradient is None)."""
     if x.dtype == torch.float64:
         return get_backend("reference").backward(grad_out, x, low_hz_, band_hz_, weight, bias,
-                                                 mean, var, mask_bits, bin_stats, cfg)
+                                                 mean, var, mask_bits, bin_stats, cfg,
+                                                 need_input=need_input, need_filters=need_filters)
     _check(x)
     tk = _kernels()
     with _device_guard(x.device):
@@ -191,24 +194,27 @@ def triton_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mas
         weighted = (w * c[None, :, None]).float().contiguous()       # c_k w: dz' = c dz
         mask_bits = mask_bits.contiguous()
         poison = _poison()
-        x_pad = _padded_input(x, lay)
-        grad_taps = _centre_once(tk.filter_correlation(x_pad, weighted, mask_bits, lay,
-                                                       cfg.precision, poison))
-        grad_x = tk.transposed_product(_pack_taps(taps, None, lay, cfg.precision), weighted,
-                                       mask_bits, lay, cfg.precision, poison)
         # the kernels apply c before the ReLU mask, so a non-finite c_k (an Inf gamma) vanishes
         # at the masked positions, where the composite's dy_k = c_k dz_k is Inf * 0 = NaN
         finite = torch.isfinite(c)
-        grad_taps = torch.where(finite[:, None], grad_taps, torch.nan)
-        grad_x = torch.where(finite.all(), grad_x, torch.nan)
-        if cfg.training:   # the batch statistics depend on y: dy = c dz + c3 - c4 y
-            grad_taps = grad_taps + fold_taps(statistics_filter_gradient(x[:, 0], g, c3, c4))
-            grad_x = grad_x + statistics_input_gradient(x[:, 0], g, c3, c4)
-        grad_low, grad_band = cutoff_parameter_grads(
-            unfold_gradient(grad_taps), low_hz_, band_hz_, L, cfg.sample_rate,
-            cfg.min_low_hz, cfg.min_band_hz)
-    return (grad_x.to(x.dtype).view(B, 1, N), grad_low, grad_band, dgamma.to(weight.dtype),
-            dbeta.to(bias.dtype))
+        grad_x = grad_low = grad_band = None
+        if need_filters:
+            grad_taps = _centre_once(tk.filter_correlation(_padded_input(x, lay), weighted,
+                                                           mask_bits, lay, cfg.precision, poison))
+            grad_taps = torch.where(finite[:, None], grad_taps, torch.nan)
+            if cfg.training:   # the batch statistics depend on y: dy = c dz + c3 - c4 y
+                grad_taps = grad_taps + fold_taps(statistics_filter_gradient(x[:, 0], g, c3, c4))
+            grad_low, grad_band = cutoff_parameter_grads(
+                unfold_gradient(grad_taps), low_hz_, band_hz_, L, cfg.sample_rate,
+                cfg.min_low_hz, cfg.min_band_hz)
+        if need_input:
+            grad_x = tk.transposed_product(_pack_taps(taps, None, lay, cfg.precision), weighted,
+                                           mask_bits, lay, cfg.precision, poison)
+            grad_x = torch.where(finite.all(), grad_x, torch.nan)
+            if cfg.training:
+                grad_x = grad_x + statistics_input_gradient(x[:, 0], g, c3, c4)
+            grad_x = grad_x.to(x.dtype).view(B, 1, N)
+    return grad_x, grad_low, grad_band, dgamma.to(weight.dtype), dbeta.to(bias.dtype)
 
 
 register_backend(Backend(
