@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backends import PRECISIONS, get_backend, resolve_backend, unavailable_backends
+from .backends.calibration import last_decision
 from .filters import (check_filter_config, cutoff_frequencies, mel_init, odd_kernel_size,
                       sinc_filters)
 from .ops import filterbank_step
@@ -263,7 +264,9 @@ class FusedSincFilterbank(nn.Module):
             skipped = "".join(f"; skipped {name!r}: {reason[:120]}"
                               for name, reason in unavailable_backends(self._last_device,
                                                                      self.kernel_size).items())
-            backend += f" (last ran: {self._last_backend!r}{skipped})"
+            decision = last_decision(self._last_device, self.kernel_size)
+            how = f", {decision.describe()}" if decision else ""
+            backend += f" (last ran: {self._last_backend!r}{how}{skipped})"
         return (f"pool_bins={self.pool_bins}, backend={backend}, "
                 f"precision={self.precision or 'default'!r}"
                 + (", raise_on_nonfinite=True" if self.raise_on_nonfinite else ""))

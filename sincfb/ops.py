@@ -39,6 +39,7 @@ from torch import Tensor
 
 from .backends import (FilterbankConfig, PRECISIONS, get_backend, load_builtin_backends,
                        resolve_backend)
+from .backends.calibration import Problem
 from .filters import odd_kernel_size
 from .pooling import bin_stats_dtype, packed_mask_width
 
@@ -241,7 +242,11 @@ def filterbank_step(x, low_hz_, band_hz_, weight, bias, running_mean, running_va
     precision = precision or default_precision(x.device.type)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    backend = resolve_backend(backend, x.device.type, kernel_size)
+    # Under torch.compile the shape may be symbolic: 'auto' then follows its static rule.
+    problem = None if torch.compiler.is_compiling() else Problem(
+        x.shape[0], x.shape[-1], low_hz_.shape[0], kernel_size, pool_bins,
+        str(x.dtype).removeprefix("torch."), training)
+    backend = resolve_backend(backend, x.device.type, kernel_size, problem)
     out, mean, var, _, _ = torch.ops.sincfb.filterbank(
         x.contiguous(), low_hz_, band_hz_, weight, bias, running_mean, running_var, kernel_size,
         float(sample_rate), float(min_low_hz), float(min_band_hz), pool_bins, training, eps,

@@ -6,6 +6,11 @@ import os
 # steady. Must be set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# backend='auto' follows its static rule in tests: timing the candidates (its default on large
+# problems) would make which backend a test runs depend on the machine's load. The calibration
+# tests set SINCFB_AUTO themselves.
+os.environ.setdefault("SINCFB_AUTO", "static")
+
 # Without a GPU, Triton kernels run on the CPU through Triton's interpreter (DESIGN.md §5). The
 # variable must be set before triton is first imported, i.e. before sincfb is.
 if "TRITON_INTERPRET" not in os.environ:

@@ -54,6 +54,9 @@ class Backend:
     available: Callable[[], bool] = lambda: True
     # Why ``available()`` is False (a build error, a failed self-test), or None.
     unavailable_reason: Callable[[], Optional[str]] = lambda: None
+    # Device types on which 'auto' may time this backend against the others on a large problem
+    # (sincfb.backends.calibration), whatever the static rule ranks first there.
+    timed_on: tuple[str, ...] = ()
     # Rank for backend='auto' given (device_type, kernel_size): lower wins, None = never chosen.
     # Backends encode their measured crossovers here (e.g. FFT only above some filter length).
     auto_priority: Callable[[str, int], Optional[float]] = lambda device_type, kernel_size: None
@@ -110,8 +113,12 @@ def assume_constant_result(fn: Callable) -> Callable:
 # Resolution may build an extension or probe a device: under torch.compile it runs once at trace
 # time and its answer is baked into the graph as a constant.
 @assume_constant_result
-def resolve_backend(name: str, device_type: str, kernel_size: int) -> str:
-    """Turn ``'auto'`` into a concrete backend for this device and filter length; check others."""
+def resolve_backend(name: str, device_type: str, kernel_size: int, problem=None) -> str:
+    """Turn ``'auto'`` into a concrete backend for this device and filter length; check others.
+
+    With the call's shape (a :class:`sincfb.backends.calibration.Problem`), 'auto' may time the
+    candidates on it once and use the fastest (:mod:`sincfb.backends.calibration`); without it,
+    or for small problems, it follows the static rule of the backends' ``auto_priority``."""
     if device_type == "meta":          # shapes only: the op's fake implementation serves any backend
         return "reference" if name == "auto" else get_backend(name).name
     if name != "auto":
@@ -132,7 +139,15 @@ def resolve_backend(name: str, device_type: str, kernel_size: int) -> str:
         priority = backend.auto_priority(device_type, kernel_size)
         if priority is not None and backend.available():
             ranked.append((priority, backend.name))
-    return min(ranked)[1] if ranked else "reference"
+    if not ranked:
+        return "reference"
+    from . import calibration
+
+    static = min(ranked)[1]
+    timed = [b.name for b in _REGISTRY.values()
+             if device_type in b.timed_on and device_type in b.devices and b.available()]
+    candidates = timed if static in timed else [static]
+    return calibration.choose(candidates, static, device_type, kernel_size, problem).backend
 
 
 def load_builtin_backends() -> None:

@@ -213,5 +213,6 @@ register_backend(Backend(
     name="cpu", forward=cpu_forward, backward=cpu_backward, devices=("cpu",),
     available=cpu_backend_ready, unavailable_reason=cpu_unavailable_reason,
     auto_priority=auto_priority_cpu_direct,
+    timed_on=("cpu",),
     summary="C++ folded direct product with fused epilogue and hand-written backward (CPU; "
             "float32/float64, no full-resolution tensors)"))

@@ -246,5 +246,6 @@ def fft_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mask_b
 register_backend(Backend(
     name="fft", forward=fft_forward, backward=fft_backward, devices=("cpu", "cuda"),
     auto_priority=auto_priority_fft,
+    timed_on=("cpu", "cuda"),
     summary="FFT convolution chunked over filters (torch.fft; CPU and CUDA); cost per filter "
             "independent of the filter length"))

@@ -223,5 +223,6 @@ register_backend(Backend(
     available=triton_available,
     unavailable_reason=triton_unavailable_reason,
     auto_priority=lambda device_type, kernel_size: 10.0 if device_type == "cuda" else None,
+    timed_on=("cuda",),
     summary="Triton kernels: folded implicit-GEMM forward with fused BN/ReLU/pool epilogue, "
             "bit-mask backward; CPU only through TRITON_INTERPRET=1"))

@@ -1,0 +1,216 @@
+"""``backend='auto'`` that knows the machine: time the candidates once on the real shape, cache.
+
+Which of the direct product and the FFT is faster depends on the CPU (its BLAS path, its FFT
+speed, its core count) as much as on the filter length: on a 2-core AMD EPYC (AVX-512) the FFT
+overtook the C++ direct product near L = 500, on a 2-core Intel Xeon with AMX it was ahead from
+L = 251 on (BENCHMARKS.md). So, as cuDNN's benchmark mode does, the first time 'auto' meets a
+large enough problem it times every candidate backend (those the static rule would rank) on that
+shape, a forward and backward each after a warm-up, and keeps the fastest; the choice is cached
+on disk, keyed by the device model, the instruction set, the thread count and the versions, so
+later processes only read it.
+
+Under ``torch.compile`` the shape may be symbolic, so 'auto' follows the static rule there.
+``SINCFB_AUTO`` fixes the choice for reproducible runs: ``calibrate`` (default), ``static``
+(the measured crossover constants only, never a timing), or a backend name (always that one,
+when it can run). Problems smaller than :data:`MIN_WORK` (tests, the compact CPU model) take the
+static rule: timing them would cost more than any choice could save.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Callable, NamedTuple, Optional
+
+import torch
+
+__all__ = ["Problem", "Decision", "MIN_WORK", "mode", "choose", "last_decision", "cache_path",
+           "forget"]
+
+#: Multiply-adds of one direct product (B K N_out L / 2) below which 'auto' does not time.
+MIN_WORK = 2e9
+_MODES = ("calibrate", "static")
+_lock = threading.Lock()
+_decisions: dict = {}       # (device type, kernel size) -> Decision, the last one made
+
+
+class Problem(NamedTuple):
+    """The shape of one call of the operation: what the timing reproduces."""
+
+    batch: int
+    samples: int
+    filters: int
+    kernel_size: int
+    pool_bins: int
+    dtype: str
+    training: bool
+
+    @property
+    def work(self) -> float:
+        """Multiply-adds of one folded direct product."""
+        return self.batch * self.filters * (self.samples - self.kernel_size + 1) * \
+            (self.kernel_size + 1) / 2
+
+    def key(self) -> str:
+        """The cache key: exact sizes but the batch, which is bucketed to a power of two."""
+        bucket = 1 << max(self.batch - 1, 0).bit_length()
+        return (f"B~{bucket} N={self.samples} K={self.filters} L={self.kernel_size} "
+                f"P={self.pool_bins} {self.dtype} {'train' if self.training else 'eval'}")
+
+
+class Decision(NamedTuple):
+    """What 'auto' chose and how: 'static rule', 'forced by SINCFB_AUTO', 'measured now' or
+    'measured before' (with the seconds per candidate)."""
+
+    backend: str
+    how: str
+    seconds: Optional[dict] = None
+
+    def describe(self) -> str:
+        """One line for the layer's ``repr``."""
+        if not self.seconds:
+            return self.how
+        times = ", ".join(f"{name} {s * 1e3:.0f} ms" for name, s in sorted(self.seconds.items(),
+                                                                          key=lambda kv: kv[1]))
+        return f"{self.how}: {times}"
+
+
+def mode() -> str:
+    """``SINCFB_AUTO``: 'calibrate' (default), 'static' or a backend name."""
+    return os.environ.get("SINCFB_AUTO", "calibrate").strip().lower() or "calibrate"
+
+
+def _machine_key(device_type: str) -> str:
+    from .. import __version__, _build
+
+    if device_type == "cuda":
+        model = torch.cuda.get_device_name()
+    else:
+        model = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as info:
+                model = next((line.split(":", 1)[1].strip() for line in info
+                              if line.startswith("model name")), model)
+        except OSError:
+            pass
+        try:
+            model += f" isa={_build.instruction_set()}"
+        except (RuntimeError, ValueError):
+            pass
+    return (f"{device_type}: {model}; threads={torch.get_num_threads()}; "
+            f"torch {torch.__version__}; sincfb {__version__}")
+
+
+def cache_path() -> Path:
+    """The JSON file of the choices (beside the C++ build cache)."""
+    from .. import _build
+
+    return _build.cache_dir() / "auto-choices.json"
+
+
+def _read_cache() -> dict:
+    try:
+        return json.loads(cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(machine: str, key: str, decision: Decision) -> None:
+    """Add one choice to the cache atomically; a cache that cannot be written is only a cost
+    (the next process measures again), never an error."""
+    path = cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = _read_cache()
+        data.setdefault(machine, {})[key] = {"backend": decision.backend,
+                                             "seconds": decision.seconds}
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _time_backend(backend: str, problem: Problem, device_type: str, repeats: int = 3) -> float:
+    """Median seconds of one call (forward, and backward in training) of the operation on
+    ``backend`` with random data of the problem's shape, after one warm-up call."""
+    from ..filters import mel_init
+    from ..ops import fused_sinc_filterbank
+
+    dtype = getattr(torch, problem.dtype)
+    x = torch.randn(problem.batch, 1, problem.samples, dtype=dtype, device=device_type,
+                    requires_grad=problem.training)
+    low, band = (t.to(device_type, dtype).requires_grad_(problem.training)
+                 for t in mel_init(problem.filters, 16000.0))
+    gamma = torch.ones(problem.filters, dtype=dtype, device=device_type)
+    beta = torch.zeros_like(gamma)
+
+    def call():
+        out = fused_sinc_filterbank(x, low, band, gamma, beta, gamma.clone(), gamma.clone(),
+                                    kernel_size=problem.kernel_size, sample_rate=16000.0,
+                                    pool_bins=problem.pool_bins, training=problem.training,
+                                    backend=backend)
+        if problem.training:
+            out.sum().backward()
+        if device_type == "cuda":
+            torch.cuda.synchronize()
+
+    call()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+def choose(candidates: list[str], static: str, device_type: str, kernel_size: int,
+           problem: Optional[Problem], timer: Callable = _time_backend) -> Decision:
+    """The backend 'auto' runs for ``problem`` (None: the shape is unknown) among ``candidates``
+    (the available backends the static rule ranks; ``static`` is its first choice), and how it
+    was chosen."""
+    forced = mode()
+    if forced not in _MODES:
+        decision = Decision(forced if forced in candidates else static,
+                            f"forced by SINCFB_AUTO={forced}" if forced in candidates else
+                            f"SINCFB_AUTO={forced} cannot run here: static rule")
+    elif forced == "static" or problem is None or len(candidates) < 2 or problem.work < MIN_WORK:
+        decision = Decision(static, "static rule")
+    else:
+        decision = _calibrated(candidates, device_type, problem, timer)
+    _decisions[(device_type, kernel_size)] = decision
+    return decision
+
+
+def _calibrated(candidates, device_type, problem: Problem, timer) -> Decision:
+    machine, key = _machine_key(device_type), problem.key()
+    with _lock:
+        saved = _read_cache().get(machine, {}).get(key)
+        if saved and saved.get("backend") in candidates:
+            return Decision(saved["backend"], "measured before on this machine",
+                            saved.get("seconds"))
+        seconds = {}
+        with torch.enable_grad():
+            for name in candidates:
+                try:
+                    seconds[name] = timer(name, problem, device_type)
+                except Exception:   # noqa: BLE001 -- a backend that fails here is not chosen
+                    seconds[name] = float("inf")
+        decision = Decision(min(seconds, key=seconds.get), "measured now on this machine",
+                            seconds)
+        _write_cache(machine, key, decision)
+        return decision
+
+
+def last_decision(device_type: str, kernel_size: int) -> Optional[Decision]:
+    """The last choice 'auto' made for this device type and filter length, if any."""
+    return _decisions.get((device_type, kernel_size))
+
+
+def forget() -> None:
+    """Forget the choices of this process (tests; the disk cache stays)."""
+    _decisions.clear()

@@ -1,0 +1,120 @@
+"""'auto' that knows the machine: the candidates are timed once per shape (a fake timer here),
+the choice is cached on disk by machine and shape, and SINCFB_AUTO fixes it."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from sincfb import FusedSincFilterbank
+from sincfb.backends import calibration, resolve_backend
+from sincfb.backends.calibration import Problem
+
+BIG = Problem(4, 48000, 160, 251, 1024, "float32", True)      # the paper's bank at B = 4
+SMALL = Problem(2, 4000, 16, 31, 64, "float32", True)
+
+
+class FakeTimer:
+    """Seconds per backend, and a log of what was timed."""
+
+    def __init__(self, seconds):
+        self.seconds, self.calls = seconds, []
+
+    def __call__(self, backend, problem, device_type):
+        self.calls.append((backend, problem.key()))
+        return self.seconds[backend]
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SINCFB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("SINCFB_AUTO", "calibrate")
+    calibration.forget()
+    yield tmp_path
+    calibration.forget()
+
+
+def test_the_fastest_candidate_is_chosen_and_cached(cache):
+    timer = FakeTimer({"cpu": 1.0, "fft": 0.5})
+    decision = calibration.choose(["cpu", "fft"], "cpu", "cpu", 251, BIG, timer)
+    assert decision.backend == "fft" and decision.how.startswith("measured now")
+    assert sorted(b for b, _ in timer.calls) == ["cpu", "fft"]
+    stored = json.loads(calibration.cache_path().read_text())
+    (machine, choices), = stored.items()
+    assert "threads=" in machine and choices[BIG.key()]["backend"] == "fft"
+    again = FakeTimer({"cpu": 0.1, "fft": 9.0})       # a second process: reads, does not time
+    decision = calibration.choose(["cpu", "fft"], "cpu", "cpu", 251, BIG, again)
+    assert decision.backend == "fft" and again.calls == []
+    assert "measured before" in decision.describe() and "fft 500 ms" in decision.describe()
+
+
+def test_batch_sizes_share_a_bucket_and_other_shapes_are_timed_again(cache):
+    timer = FakeTimer({"cpu": 1.0, "fft": 0.5})
+    calibration.choose(["cpu", "fft"], "cpu", "cpu", 251, BIG, timer)
+    calibration.choose(["cpu", "fft"], "cpu", "cpu", 251, BIG._replace(batch=3), timer)
+    assert len(timer.calls) == 2                       # batch 3 and 4 share the bucket of 4
+    calibration.choose(["cpu", "fft"], "cpu", "cpu", 501, BIG._replace(kernel_size=501), timer)
+    assert len(timer.calls) == 4
+
+
+def test_small_problems_and_static_mode_never_time(cache, monkeypatch):
+    timer = FakeTimer({"cpu": 1.0, "fft": 0.5})
+    assert calibration.choose(["cpu", "fft"], "cpu", "cpu", 31, SMALL, timer).backend == "cpu"
+    monkeypatch.setenv("SINCFB_AUTO", "static")
+    decision = calibration.choose(["cpu", "fft"], "cpu", "cpu", 251, BIG, timer)
+    assert decision == calibration.Decision("cpu", "static rule") and timer.calls == []
+
+
+def test_a_forced_choice_is_used_when_it_can_run(cache, monkeypatch):
+    timer = FakeTimer({"cpu": 1.0, "fft": 0.5})
+    monkeypatch.setenv("SINCFB_AUTO", "cpu")
+    assert calibration.choose(["cpu", "fft"], "fft", "cpu", 251, BIG, timer).backend == "cpu"
+    monkeypatch.setenv("SINCFB_AUTO", "triton")
+    decision = calibration.choose(["cpu", "fft"], "fft", "cpu", 251, BIG, timer)
+    assert decision.backend == "fft" and "cannot run here" in decision.how and not timer.calls
+
+
+def test_an_unwritable_cache_costs_a_measurement_not_an_error(cache, monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("SINCFB_CACHE_DIR", str(blocker / "cache"))
+    timer = FakeTimer({"cpu": 1.0, "fft": 0.5})
+    assert calibration.choose(["cpu", "fft"], "cpu", "cpu", 251, BIG, timer).backend == "fft"
+
+
+def test_the_real_timer_runs_the_candidates(cache, monkeypatch):
+    """The default timer times the operation itself (a small problem, forced past the
+    threshold), and the layer's repr says how the choice was made."""
+    monkeypatch.setattr(calibration, "MIN_WORK", 0.0)
+    layer = FusedSincFilterbank(8, 701, pool_bins=16)
+    layer(torch.randn(2, 1, 3000)).sum().backward()
+    shown = repr(layer)
+    assert "measured now on this machine" in shown and "ms" in shown
+    assert resolve_backend("auto", "cpu", 701) in ("cpu", "fft", "reference")
+
+
+def test_a_candidate_that_fails_is_not_chosen(cache):
+    def timer(backend, problem, device_type):
+        if backend == "fft":
+            raise RuntimeError("out of memory")
+        return 1.0
+
+    assert calibration.choose(["cpu", "fft"], "fft", "cpu", 251, BIG, timer).backend == "cpu"
+
+
+def test_below_the_static_crossover_both_cpu_backends_are_candidates(cache, monkeypatch):
+    """The static rule never picks 'fft' at L = 251, but the timing may."""
+    from sincfb import _build
+
+    if not _build.load_cpu_extension():
+        pytest.skip("the C++ backend is not available")
+    seen = []
+
+    def choose(candidates, static, device_type, kernel_size, problem, timer=None):
+        seen.append((sorted(candidates), static))
+        return calibration.Decision(static, "static rule")
+
+    monkeypatch.setattr(calibration, "choose", choose)
+    resolve_backend("auto", "cpu", 251, BIG)
+    assert seen == [(["cpu", "fft"], "cpu")]
