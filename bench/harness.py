@@ -42,6 +42,7 @@ from torch import nn
 
 import sincfb
 from bench.machine import cpu_info
+from bench.peers import PEER_NOTES, PEERS, make_peer_bank, peer_available, peer_version
 from models.fileio import atomic_write_json
 
 __all__ = ["Size", "SIZES", "MODES", "main", "parse_args", "plan_cases", "run_case", "run_cases",
@@ -51,6 +52,7 @@ SAMPLE_RATE = 16000
 NAIVE = "naive-fp32"
 NAIVE_COMPILED = "naive-bf16-compile"
 BASELINES = (NAIVE, NAIVE_COMPILED)
+COMPILED = (NAIVE_COMPILED, "naive-fp32-compile")
 SINCFB_PREFIX = "sincfb-"
 ALL_MODES = ("forward", "forward+backward", "eval-forward")
 MODES = {"W1": ALL_MODES, "W2": ("forward+backward", "eval-forward")}
@@ -90,12 +92,15 @@ def naive_bank(filters: int, length: int, bins: int) -> nn.Module:
 
 
 def make_bank(impl: str, filters: int, length: int, bins: int) -> nn.Module:
-    """One bank of implementation ``impl`` (the naive composite for both naive variants)."""
+    """One bank of implementation ``impl`` (the naive composite for both naive variants and its
+    compiled fp32 peer; the peers of :mod:`bench.peers`)."""
     if impl.startswith(SINCFB_PREFIX):
         return sincfb.FusedSincFilterbank(filters, length, SAMPLE_RATE, pool_bins=bins,
                                           backend=impl[len(SINCFB_PREFIX):])
     if impl in BASELINES:
         return naive_bank(filters, length, bins)
+    if impl in PEERS:
+        return make_peer_bank(impl, filters, length, bins, naive_bank(filters, length, bins))
     raise ValueError(f"unknown implementation {impl!r}")
 
 
@@ -134,11 +139,13 @@ def build_model(spec: dict) -> nn.Module:
     banks = [make_bank(spec["impl"], spec["filters"], L, spec["bins"]) for L in lengths]
     model = banks[0] if spec["workload"] == "W1" else MultiBankFrontEnd(spec["samples"], banks)
     model = model.to(spec["device"]).train(spec["mode"] != "eval-forward")
-    if spec["impl"] == NAIVE_COMPILED:
+    if spec["impl"] in COMPILED:
         # A fresh dynamo state per case: in one process, the shared wrapper code object would
         # otherwise hit the recompile limit after a few cases and silently fall back to eager.
         torch._dynamo.reset()
-        model = torch.compile(BF16Autocast(model, torch.device(spec["device"]).type))
+        if spec["impl"] == NAIVE_COMPILED:
+            model = BF16Autocast(model, torch.device(spec["device"]).type)
+        model = torch.compile(model)
     return model
 
 
@@ -302,9 +309,12 @@ def base_row(spec: dict) -> dict:
     """The identifying fields of a result row, plus its folded FLOP count."""
     lengths = [spec["length"]] if spec["workload"] == "W1" else spec["lengths"]
     gflop = folded_gflop(spec["batch"], spec["samples"], spec["filters"], lengths, spec["mode"])
-    return {"workload": spec["workload"], "mode": spec["mode"],
-            "L": spec["length"] if spec["workload"] == "W1" else bank_label(lengths),
-            "impl": spec["impl"], "batch": spec["batch"], "gflop": gflop}
+    row = {"workload": spec["workload"], "mode": spec["mode"],
+           "L": spec["length"] if spec["workload"] == "W1" else bank_label(lengths),
+           "impl": spec["impl"], "batch": spec["batch"], "gflop": gflop}
+    if spec["impl"] in PEERS:
+        row.update(impl_version=peer_version(spec["impl"]), impl_note=PEER_NOTES[spec["impl"]])
+    return row
 
 
 def cpu_memory_fields(step: Callable, warm_base: int, warm_reset: bool) -> dict:
@@ -327,7 +337,7 @@ def measure(spec: dict) -> dict:
     if isolated_cpu:
         release_free_heap()
         warm_base, warm_reset = rss_bytes(), reset_peak_rss()
-    fields = {"warmup_s": warm_up(step, 3 if spec["impl"] == NAIVE_COMPILED else 2, device)}
+    fields = {"warmup_s": warm_up(step, 3 if spec["impl"] in COMPILED else 2, device)}
     if cuda:
         fields["peak_mem_mb"] = cuda_memory_probe(step, device)
     elif isolated_cpu:
@@ -383,7 +393,9 @@ def implementations(args, device_type: str) -> list[str]:
     else:
         backends = args.backends or sincfb.available_backends(device_type)
         impls = list(BASELINES) + [SINCFB_PREFIX + b for b in backends]
-    return [i for i in impls if not (args.no_compile and i == NAIVE_COMPILED)]
+        if args.peers:
+            impls += [p for p in PEERS if peer_available(p)]
+    return [i for i in impls if not (args.no_compile and i in COMPILED)]
 
 
 def plan_cases(args, size: Size, device: str) -> list[dict]:
@@ -564,7 +576,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--impls", type=_csv(), help="explicit implementations, e.g. naive-fp32,sincfb-reference")
     p.add_argument("--backends", type=_csv(),
                    help="sincfb backends to compare (default: all available on the device)")
-    p.add_argument("--no-compile", action="store_true", help="skip naive-bf16-compile")
+    p.add_argument("--no-compile", action="store_true",
+                   help="skip the torch.compile baselines (naive-bf16-compile, naive-fp32-compile)")
+    p.add_argument("--peers", action="store_true",
+                   help="also time the installed peers (bench/peers.py; pip install -e '.[peers]')")
     p.add_argument("--in-process", action="store_true",
                    help="no subprocess per case (faster; CPU peak memory is then not reported)")
     p.add_argument("--min-time", type=float, help="seconds of timed runs per case "

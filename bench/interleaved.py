@@ -20,7 +20,10 @@ from pathlib import Path
 import torch
 
 from bench.crossover import _load_average, metadata
-from bench.harness import NAIVE, SIZES, build_model, make_input, make_step, write_json_atomic
+from bench.harness import (NAIVE, SIZES, build_model, folded_gflop, make_input, make_step,
+                           write_json_atomic)
+from bench.machine import measured_rates
+from bench.peers import PEER_NOTES, PEERS, peer_available, peer_version
 
 __all__ = ["main", "measure"]
 
@@ -47,11 +50,17 @@ def measure(args) -> list[dict]:
                 start = time.perf_counter()
                 steps[impl]()
                 seconds[impl].append(time.perf_counter() - start)
+        gflop = folded_gflop(size.batch, size.samples, size.filters, size.lengths, mode)
         for impl in args.impls:
             ratios = [b / t for b, t in zip(seconds[args.baseline], seconds[impl])]
-            rows.append({"workload": args.workload, "mode": mode, "impl": impl,
-                         "seconds": seconds[impl], "median_s": statistics.median(seconds[impl]),
-                         f"ratio_{args.baseline}_over_impl": statistics.median(ratios)})
+            median = statistics.median(seconds[impl])
+            row = {"workload": args.workload, "mode": mode, "impl": impl,
+                   "seconds": seconds[impl], "median_s": median,
+                   f"ratio_{args.baseline}_over_impl": statistics.median(ratios),
+                   "folded_gflops": gflop / median}
+            if impl in PEERS:
+                row.update(impl_version=peer_version(impl), impl_note=PEER_NOTES[impl])
+            rows.append(row)
         if not args.quiet:
             print(f"{mode} done", file=sys.stderr)
     return rows
@@ -62,7 +71,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--size", choices=sorted(SIZES), default="cpu")
     parser.add_argument("--workload", choices=("W1", "W2"), default="W2")
     parser.add_argument("--impls", type=lambda s: s.split(","),
-                        default=[NAIVE, "sincfb-cpu", "sincfb-fft", "sincfb-auto"])
+                        default=[NAIVE, "sincfb-cpu", "sincfb-fft", "sincfb-auto",
+                                 *(p for p in PEERS if peer_available(p))],
+                        help="default: naive-fp32, the sincfb backends and every installed peer")
     parser.add_argument("--baseline", default=NAIVE)
     parser.add_argument("--modes", type=lambda s: s.split(","),
                         default=["forward+backward", "eval-forward"])
@@ -88,6 +99,7 @@ def main(argv=None) -> int:
     meta["command"] = " ".join(["python -m bench.interleaved"] + list(argv))
     meta["workload"].update(workload=args.workload, lengths=list(size.lengths),
                             impls=args.impls)
+    meta["machine_rates"] = measured_rates()
     meta["load_average_before"] = _load_average()
     rows = measure(args)
     meta["load_average_after"] = _load_average()
