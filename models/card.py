@@ -28,7 +28,7 @@ __all__ = ["CARD_FORMAT", "CARD_NAME", "build_card", "card_summary", "card_markd
 CARD_FORMAT = "sincfb-model-card/1"
 CARD_NAME = "MODEL_CARD.md"
 _SPLITS = ("valid", "test")
-_SOFTWARE = ("sincfb", "torch", "torchvision", "torchaudio", "numpy")
+_PACKAGES = ("torchvision", "torchaudio", "numpy")
 
 
 def _version(package: str) -> Optional[str]:
@@ -80,6 +80,17 @@ def describe_device(device) -> str:
     return f"{device} ({name}, {torch.get_num_threads()} threads)"
 
 
+def _software() -> dict:
+    """Versions of the code that trained (the imported sincfb and torch, as they report
+    themselves), Python, and the git commit."""
+    import sincfb
+    import torch
+
+    return {"sincfb": sincfb.__version__, "torch": torch.__version__,
+            **{name: _version(name) for name in _PACKAGES},
+            "python": platform.python_version(), "git_commit": source_commit()}
+
+
 def _recipe_differences(config: TrainConfig) -> tuple[str, dict]:
     """The recipe the settings are compared with (the paper's for one that is not a named
     recipe, e.g. the demo's) and ``{field: {'run': value, 'recipe': value}}`` where they differ."""
@@ -129,8 +140,7 @@ def build_card(*, config: TrainConfig, classes, dataset: str, split_sizes: dict,
                      "seconds": round(sum(r.get("seconds", 0.0) for r in history), 1),
                      "device": device, "seed": config.seed},
         "scores": results,
-        "software": {**{name: _version(name) for name in _SOFTWARE},
-                     "python": platform.python_version(), "git_commit": source_commit()},
+        "software": _software(),
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     card = json.loads(json.dumps(card))          # tuples -> lists: exactly what JSON holds

@@ -111,14 +111,14 @@ def export_metadata(state: dict, config, kind: str, fmt: str, opset: Optional[in
     """``{key: str}`` recorded in an exported file: versions, opset, classes (JSON, output
     order), the audio contract (sample rate, clip length, hop, look-back, scale, the fixed
     duration files are stretched to), the vote, and the model card's one-line summary."""
-    from importlib import metadata
+    import sincfb
 
     from .card import checkpoint_summary
 
     framing = config.framing
     values = {
         "format": "sincfb-genre-export/1", "kind": kind, "export_format": fmt,
-        "sincfb.version": metadata.version("sincfb"), "torch.version": torch.__version__,
+        "sincfb.version": sincfb.__version__, "torch.version": torch.__version__,
         "onnx.opset": "" if opset is None else str(opset),
         "classes": json.dumps(list(state["classes"])), "sample_rate": str(config.sample_rate),
         "clip_samples": str(config.clip_samples), "hop_samples": str(config.hop_samples),
