@@ -277,8 +277,6 @@ def read_torch_export_metadata(path) -> dict:
 
 def command_export(args) -> int:
     """``mssincresnet export``: write the file, say what it holds and how well it matches."""
-    import sys
-
     from .cli import print_note
     from .results import print_summary
 
@@ -289,5 +287,5 @@ def command_export(args) -> int:
     print_summary(values["summary"] or None)
     print(f"wrote {result['path']}: {values['kind']} model, input {values['input']}; "
           f"outputs {values['outputs']}; logits match eager PyTorch to a relative "
-          f"{result['relative_error']:.1e}", file=sys.stdout)
+          f"{result['relative_error']:.1e}")
     return 0
