@@ -199,7 +199,8 @@ def card_markdown(card: dict, checkpoint: str = "best.pt") -> str:
     lines += _table([
         ("dataset", data["dataset"]),
         ("songs", f"{data['songs']}: " + ", ".join(f"{k} {v}" for k, v in data["splits"].items())),
-        ("split", ", ".join(f"{k} {v}" for k, v in split.items()) or "as recorded in the checkpoint"),
+        ("split", ", ".join(f"{k} {v}" for k, v in split.items())
+         or "as recorded in the checkpoint"),
         ("classes, in output order", ", ".join(data["classes"]))])
     lines += ["", "## Recipe", "", f"Recipe `{recipe['name']}`; the values that differ from the "
               f"`{recipe['compared_with']}` recipe:", ""]

@@ -670,7 +670,8 @@ def command_demo(args) -> int:
     return 0
 
 
-_COMMANDS = {   # sub-command -> (module, handler), imported only when it runs: --onnx needs no torch
+# sub-command -> (module, handler), imported only when it runs, so that --onnx needs no torch
+_COMMANDS = {
     "train": ("cli", "command_train"), "evaluate": ("cli", "command_evaluate"),
     "demo": ("cli", "command_demo"), "predict": ("predict", "command_predict"),
     "predict --onnx": ("onnx_predict", "command_predict_onnx"),

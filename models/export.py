@@ -116,25 +116,27 @@ def export_metadata(state: dict, config, kind: str, fmt: str, opset: Optional[in
     from .card import checkpoint_summary
 
     framing = config.framing
-    values = {
+    if kind == "song":
+        contract = f"waveform (samples,) float32, mono at {config.sample_rate} Hz"
+        if config.fixed_samples:
+            contract += f", stretched to {config.fixed_samples} samples"
+    else:
+        contract = f"clips (batch, 1, {config.clip_samples}) float32"
+    return {
         "format": "sincfb-genre-export/1", "kind": kind, "export_format": fmt,
         "sincfb.version": sincfb.__version__, "torch.version": torch.__version__,
         "onnx.opset": "" if opset is None else str(opset),
         "classes": json.dumps(list(state["classes"])), "sample_rate": str(config.sample_rate),
         "clip_samples": str(config.clip_samples), "hop_samples": str(config.hop_samples),
-        "lookback_samples": "" if framing.lookback_samples is None else str(framing.lookback_samples),
+        "lookback_samples": "" if framing.lookback_samples is None
+                            else str(framing.lookback_samples),
         "audio_scale": repr(float(framing.scale)),
         "fixed_samples": "" if config.fixed_samples is None else str(config.fixed_samples),
         "vote": config.vote, "tie_break": config.tie_break,
-        "summary": checkpoint_summary(state) or "",
-        "input": (f"waveform (samples,) float32, mono at {config.sample_rate} Hz"
-                  + (f", stretched to {config.fixed_samples} samples" if config.fixed_samples
-                     else "") if kind == "song" else
-                  f"clips (batch, 1, {config.clip_samples}) float32"),
-        "outputs": ("logits, mean_probability, vote_shares, majority" if kind == "song" else
-                    "logits"),
+        "summary": checkpoint_summary(state) or "", "input": contract,
+        "outputs": ("logits, mean_probability, vote_shares, majority" if kind == "song"
+                    else "logits"),
     }
-    return values
 
 
 def _relative_error(got, want) -> float:

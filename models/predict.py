@@ -8,9 +8,7 @@ zero-padded into a single clip), every clip is classified in eval mode, and the 
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
