@@ -1,4 +1,9 @@
-"""Reading audio for the models: decode any common format, mix to mono, resample, cut into clips."""
+"""Reading audio for the models: decode any common format, mix to mono, resample, cut into clips.
+
+Only soundfile and numpy are needed to decode, resample (``resampler='numpy'``) and cut clips, so
+an exported model can classify files where torch is not installed; torch is imported only by
+the functions that return tensors and by torchaudio's resampler.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -11,10 +16,11 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-import torch
 
-__all__ = ["AudioError", "AUDIO_EXTENSIONS", "read_mono", "load_audio", "resample",
-           "fft_resample", "clip_starts", "cut_clips", "Framing"]
+__all__ = ["AudioError", "AUDIO_EXTENSIONS", "RESAMPLERS", "read_mono", "load_audio", "resample",
+           "sinc_resample", "fft_resample", "clip_starts", "cut_clips", "Framing"]
+
+RESAMPLERS = ("torchaudio", "numpy")
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".au", ".aiff", ".aif")
 
@@ -116,16 +122,21 @@ def _decoder_diagnostics_captured():
 
 
 def load_audio(path, sample_rate: int = 16000, allow_silent: bool = False,
-               fixed_samples: Optional[int] = None) -> np.ndarray:
+               fixed_samples: Optional[int] = None, resampler: str = "torchaudio") -> np.ndarray:
     """Decode ``path`` to mono float32 at ``sample_rate`` Hz (1-D numpy array).
 
-    By default the track keeps its duration (torchaudio's band-limited resampler).
+    By default the track keeps its duration (band-limited resampling: torchaudio's, or with
+    ``resampler='numpy'`` the same filter computed by :func:`sinc_resample`, no torch needed).
     ``fixed_samples`` instead stretches the whole file to exactly that many samples with
     :func:`fft_resample`, whatever its length, as the authors' GTZAN loader does.
     """
+    if resampler not in RESAMPLERS:
+        raise ValueError(f"resampler must be one of {RESAMPLERS}, got {resampler!r}")
     mono, native_rate = read_mono(path, allow_silent)
     if fixed_samples is not None:
         return fft_resample(mono, fixed_samples)
+    if resampler == "numpy":
+        return sinc_resample(mono, native_rate, sample_rate)
     return resample(mono, native_rate, sample_rate)
 
 
@@ -133,12 +144,44 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Band-limited resampling of a 1-D float32 signal (identity when the rates agree)."""
     if from_rate == to_rate:
         return np.ascontiguousarray(samples, dtype=np.float32)
+    import torch
     import torchaudio.functional as AF
 
     divisor = math.gcd(int(from_rate), int(to_rate))
     out = AF.resample(torch.from_numpy(np.ascontiguousarray(samples)), from_rate // divisor,
                       to_rate // divisor)
     return out.numpy().astype(np.float32, copy=False)
+
+
+def sinc_resample(samples: np.ndarray, from_rate: int, to_rate: int, zero_crossings: int = 6,
+                  rolloff: float = 0.99) -> np.ndarray:
+    """:func:`resample` in numpy alone: torchaudio's ``sinc_interp_hann`` resampler (its default
+    arguments), the same kernel and framing, so the two agree to float32 rounding.
+
+    With the rates reduced by their gcd to ``p -> q``, output sample ``k q + j`` is the dot
+    product of the input from ``k p - w`` on with phase ``j``'s windowed-sinc kernel of
+    ``2 w + p`` taps, ``w = ceil(zero_crossings p / (min(p, q) rolloff))``.
+    """
+    x = np.ascontiguousarray(samples, dtype=np.float32)
+    if from_rate == to_rate:
+        return x
+    divisor = math.gcd(int(from_rate), int(to_rate))
+    p, q = int(from_rate) // divisor, int(to_rate) // divisor
+    cutoff = min(p, q) * rolloff
+    width = math.ceil(zero_crossings * p / cutoff)
+    # as torchaudio: the phases in float32, the tap offsets in float64
+    phases = (np.arange(0, -q, -1, dtype=np.float32) / np.float32(q)).astype(np.float64)
+    t = (phases[:, None] + np.arange(-width, width + p, dtype=np.float64)[None] / p) * cutoff
+    t = np.clip(t, -zero_crossings, zero_crossings)
+    window = np.cos(t * math.pi / zero_crossings / 2) ** 2
+    t *= math.pi
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kernels = np.where(t == 0, 1.0, np.sin(t) / t)
+    kernels = (kernels * window * (cutoff / p)).astype(np.float32)      # (q, 2w + p)
+    padded = np.pad(x, (width, width + p))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, kernels.shape[1])[::p]
+    out = (frames @ kernels.T).reshape(-1)
+    return out[: math.ceil(q * len(x) / p)].astype(np.float32, copy=False)
 
 
 def fft_resample(samples: np.ndarray, num: int) -> np.ndarray:
@@ -175,7 +218,7 @@ def clip_starts(num_samples: int, clip_samples: int, hop_samples: int) -> list[i
     return list(range(0, num_samples - clip_samples + 1, hop_samples))
 
 
-def cut_clips(track: np.ndarray, clip_samples: int, hop_samples: int) -> torch.Tensor:
+def cut_clips(track: np.ndarray, clip_samples: int, hop_samples: int):
     """All clips of a track as a (num_clips, 1, clip_samples) float32 tensor, zero-padded."""
     return Framing(clip_samples, hop_samples).clips(track)
 
@@ -239,10 +282,17 @@ class Framing:
             out *= np.float32(factor)
         return out
 
-    def clips(self, track: np.ndarray, indices: Optional[Sequence[int]] = None,
-              gain: float = 1.0) -> torch.Tensor:
-        """Clips ``indices`` (default: all) of ``track`` as a (n, 1, clip_samples) tensor."""
+    def clip_array(self, track: np.ndarray, indices: Optional[Sequence[int]] = None,
+                   gain: float = 1.0) -> np.ndarray:
+        """Clips ``indices`` (default: all) of ``track`` as a (n, 1, clip_samples) float32
+        array (numpy only)."""
         if indices is None:
             indices = range(self.count(len(track)))
-        rows = [self.clip(track, int(i), gain) for i in indices]
-        return torch.from_numpy(np.stack(rows))[:, None]
+        return np.stack([self.clip(track, int(i), gain) for i in indices])[:, None]
+
+    def clips(self, track: np.ndarray, indices: Optional[Sequence[int]] = None,
+              gain: float = 1.0):
+        """:meth:`clip_array` as a torch tensor."""
+        import torch
+
+        return torch.from_numpy(self.clip_array(track, indices, gain))

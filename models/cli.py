@@ -1,8 +1,9 @@
-"""``mssincresnet``: train, evaluate, demo, predict with and plot the genre classifiers."""
+"""``mssincresnet``: train, evaluate, demo, predict with, export and plot the genre classifiers."""
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import json
 import sys
 import time
@@ -15,6 +16,8 @@ __all__ = ["main", "build_parser"]
 
 PROTOCOLS = ("auto", "cv", "filtered", "predefined")
 PREDICT_FORMATS = ("table", "json", "csv")
+EXPORT_FORMATS = ("onnx", "torch-export")
+DEFAULT_OPSET = 18     # onnxscript's own opset (no conversion); onnxruntime >= 1.14 runs it
 DEFAULT_FOLDS = 10
 
 DEMO_SETTINGS = {   # the demo's recipe on the synthetic corpus: short, fast, reliable on 2 CPU cores
@@ -158,7 +161,8 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``mssincresnet`` argument parser (sub-commands train, evaluate, demo, predict, plot).
+    """The ``mssincresnet`` argument parser (sub-commands train, evaluate, demo, predict, export,
+    plot).
 
     Building it imports no torch, so ``--help`` and ``--version`` answer at once."""
     _HelpFormatter.settings = _recipe_defaults()
@@ -214,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="run in an OUT that holds another (non-demo) training run, moving "
                       "that run aside; an earlier demo run there is replaced without it")
     _add_predict_parser(commands)
+    _add_export_parser(commands)
     _add_plot_parser(commands)
     return parser
 
@@ -224,17 +229,45 @@ def _add_predict_parser(commands) -> None:
                             description="Classify every audio file given (folders are searched "
                             "recursively): genre, confidence and vote shares over its clips.")
     p.add_argument("paths", nargs="+", metavar="FILES_OR_FOLDERS")
-    p.add_argument("--checkpoint", required=True,
-                   help="a best.pt / last.pt written by training, or the authors' released .tar")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint",
+                       help="a best.pt / last.pt written by training, or the authors' released .tar")
+    model.add_argument("--onnx", help="a model written by 'mssincresnet export' (clip or song "
+                       "model), run by onnxruntime: needs neither torch nor sincfb's kernels")
     p.add_argument("--classes", type=_class_list,
                    help="class names of an authors' checkpoint, in output order (default: "
                    "GTZAN's alphabetical order, an assumption)")
     p.add_argument("--format", choices=PREDICT_FORMATS, default="table", help="output format (default table)")
     p.add_argument("--output", help="write the results to this file instead of stdout")
     p.add_argument("--batch-size", type=int, default=32, help="clips per forward pass (memory)")
-    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1 "
+                   "... (--checkpoint only; --onnx runs on the CPU)")
     p.add_argument("--vote", choices=("majority", "mean"),
                    help="song decision from its clips (default: the checkpoint's)")
+
+
+def _add_export_parser(commands) -> None:
+    """Add the ``export`` sub-command to the ``mssincresnet`` sub-parsers."""
+    p = commands.add_parser("export", help="export a checkpoint to ONNX or torch.export",
+                            description="Export the eval path of a checkpoint: clips (batch, 1, "
+                            "samples) -> logits, or with --song a waveform of any length -> "
+                            "clips -> logits, mean probability and majority vote. The fused "
+                            "sinc banks lower to conv1d, ReLU and pooling; the file is checked "
+                            "against eager PyTorch before it is written and records classes, "
+                            "audio settings, versions and the model card's summary.")
+    p.add_argument("--checkpoint", required=True,
+                   help="a best.pt / last.pt written by training, or the authors' released .tar")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="onnx",
+                   help="onnx (onnxruntime; pip install 'sincfb[export]') or torch-export (an "
+                   "ExportedProgram .pt2 for AOTInductor / ExecuTorch)")
+    p.add_argument("--out", help="file to write (default: beside the checkpoint, NAME.onnx or "
+                   "NAME.pt2; NAME-song.* with --song)")
+    p.add_argument("--song", action="store_true", help="export the song-level model (waveform "
+                   "at the checkpoint's sample rate -> its clips -> vote)")
+    p.add_argument("--classes", type=_class_list,
+                   help="class names of an authors' checkpoint, in output order (default: "
+                   "GTZAN's alphabetical order, an assumption)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset")
 
 
 def _add_plot_parser(commands) -> None:
@@ -346,6 +379,9 @@ def _report_failures(corpus) -> None:
 
 
 def _train_one(config, corpus, splits, out_dir, resume, progress, split_spec=None):
+    """Train, then score ``best.pt`` on the test split; the test scores complete its model
+    card (inside the checkpoint and ``MODEL_CARD.md``), which training alone cannot know."""
+    from .card import add_test_scores
     from .checkpoints import load_checkpoint
     from .train import Trainer
 
@@ -357,6 +393,8 @@ def _train_one(config, corpus, splits, out_dir, resume, progress, split_spec=Non
     report = {"best_epoch": trainer.best, "splits": {k: int(len(v)) for k, v in splits.items()}}
     if len(splits["test"]):
         report["test"] = trainer.evaluate("test", model)
+        if trainer.is_main:
+            add_test_scores(best_path, report["test"])
     return trainer, report
 
 
@@ -520,7 +558,9 @@ def _write_run_figures(folder) -> None:
 def command_evaluate(args) -> int:
     """Evaluate a checkpoint on a dataset; print the scores and write a JSON report."""
     from .authors import class_order_note
+    from .card import checkpoint_summary
     from .evaluate import predict_songs, score
+    from .results import print_summary
     from .runs import evaluation_songs
     from .checkpoints import load_checkpoint
     from .config import TrainConfig
@@ -533,6 +573,7 @@ def command_evaluate(args) -> int:
     _, corpus = _open_corpus(args, config)
     model, state = load_checkpoint(args.checkpoint, device, corpus.classes, args.classes)
     print_note(class_order_note(state))
+    print_summary(checkpoint_summary(state))
     split, indices = evaluation_songs(state, corpus.names, args.split,
                                       same_dataset=state["dataset"] == corpus.name)
     if split == "unseen":
@@ -624,25 +665,45 @@ def command_demo(args) -> int:
     test = report["test"]
     print(f"held-out songs: song accuracy {test['song_accuracy']:.3f} (majority vote over clips), "
           f"clip accuracy {test['clip_accuracy']:.3f}; {report['wall_seconds']:.0f} s in all")
-    print(f"wrote {out / 'report.json'}, checkpoint {out / 'best.pt'}, log {out / 'log.csv'}")
+    print(f"wrote {out / 'report.json'}, checkpoint {out / 'best.pt'} and its model card "
+          f"{out / 'MODEL_CARD.md'}, log {out / 'log.csv'}")
     return 0
+
+
+# sub-command -> (module, handler), imported only when it runs, so that --onnx needs no torch
+_COMMANDS = {
+    "train": ("cli", "command_train"), "evaluate": ("cli", "command_evaluate"),
+    "demo": ("cli", "command_demo"), "predict": ("predict", "command_predict"),
+    "predict --onnx": ("onnx_predict", "command_predict_onnx"),
+    "export": ("export", "command_export"), "plot": ("plots", "command_plot"),
+}
+
+
+def _handler(args):
+    """The function that runs the parsed command."""
+    key = "predict --onnx" if args.command == "predict" and args.onnx else args.command
+    module, name = _COMMANDS[key]
+    return getattr(importlib.import_module(f".{module}", __package__), name)
+
+
+def _input_errors() -> tuple:
+    """Besides ValueError and FileNotFoundError, the errors that mean "fix the input" rather
+    than a bug: offline ImageNet weights, once the trunk module is loaded (importing it here
+    would load torch for commands that never need it)."""
+    trunk = sys.modules.get(f"{__package__}.trunk")
+    return (trunk.BackboneWeightsUnavailable,) if trunk else ()
 
 
 def main(argv=None) -> int:
     """Entry point of the ``mssincresnet`` command."""
     args = build_parser().parse_args(argv)
-    from .plots import command_plot
-    from .trunk import BackboneWeightsUnavailable
-    from .predict import command_predict
-    handlers = {"train": command_train, "evaluate": command_evaluate, "demo": command_demo,
-                "predict": command_predict, "plot": command_plot}
     try:
-        return handlers[args.command](args)
+        return _handler(args)(args)
     except KeyboardInterrupt:
         print("interrupted; checkpoints on disk are intact", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, BackboneWeightsUnavailable) as error:
-        # DataError, CheckpointError, AudioError, offline ImageNet weights ...: one clear line
+    except (ValueError, FileNotFoundError, *_input_errors()) as error:
+        # DataError, CheckpointError, AudioError, ExportError, offline ImageNet weights ...
         print(f"mssincresnet: error: {error}", file=sys.stderr)
         return 2
     except FloatingPointError as error:                # a diverged run; its message says what is kept

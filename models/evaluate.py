@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .audio import Framing
-from .config import TIE_BREAKS
+from .results import vote
 from .runtime import autocast
 
 __all__ = ["SongPrediction", "classify_clips", "vote", "predict_songs", "score", "aggregate_folds"]
@@ -51,31 +51,6 @@ def classify_clips(model, clips: torch.Tensor, batch_size: int = 32, device=None
             logits = model(batch)
         outputs.append(torch.softmax(logits.float(), dim=-1).cpu())
     return torch.cat(outputs)
-
-
-def vote(probabilities: torch.Tensor, method: str = "majority", tie_break: str = "probability"):
-    """``(winner, confidence, vote_shares, mean_probabilities)`` for one song's clip probabilities.
-
-    'majority': the class most clips pick; a tie goes to the higher mean probability
-    (``tie_break='probability'``) or to the lowest class index (``'lowest'``, the ``np.argmax``
-    of the vote counts in the authors' main.py). 'mean': the class with the highest mean
-    probability.
-    """
-    if tie_break not in TIE_BREAKS:
-        raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
-    probs = probabilities.double().numpy()
-    classes = probs.shape[1]
-    picks = probs.argmax(1)
-    shares = np.bincount(picks, minlength=classes) / len(picks)
-    mean = probs.mean(0)
-    if method == "majority":
-        tied = np.flatnonzero(shares == shares.max())
-        winner = int(tied[0] if tie_break == "lowest" else tied[np.argmax(mean[tied])])
-        return winner, float(shares[winner]), shares, mean
-    if method == "mean":
-        winner = int(mean.argmax())
-        return winner, float(mean[winner]), shares, mean
-    raise ValueError(f"vote must be 'majority' or 'mean', got {method!r}")
 
 
 def predict_songs(model, corpus, indices, framing: Framing, batch_size: int = 32, device=None,

@@ -8,49 +8,19 @@ zero-padded into a single clip), every clip is classified in eval mode, and the 
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
-import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterable, Optional, Union
+from dataclasses import dataclass
+from typing import Optional, Union
 
 import numpy as np
 import torch
 from sincfb import filterbanks
 
-from .audio import AUDIO_EXTENSIONS, AudioError, Framing, load_audio
-from .cli import PREDICT_FORMATS as FORMATS
+from .audio import Framing, load_audio
+from .results import (FileResult, check_predict_arguments, classify_paths, emit_results,
+                      file_result, find_audio_files, format_results, print_summary)
 
 __all__ = ["FileResult", "Classifier", "load_classifier", "prepare_for_inference",
-           "find_audio_files", "classify",
-           "command_predict", "format_results"]
-
-
-
-@dataclass
-class FileResult:
-    """The decision for one audio file, or why there is none (``error``)."""
-
-    path: str
-    genre: Optional[str] = None
-    confidence: Optional[float] = None     # winner's vote share ('majority') or mean probability
-    vote_shares: dict = field(default_factory=dict)   # class -> fraction of clips voting for it
-    clips: int = 0
-    error: Optional[str] = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the file was classified."""
-        return self.error is None
-
-    def as_dict(self) -> dict:
-        """JSON-friendly view (rounded numbers)."""
-        return {"path": self.path, "genre": self.genre,
-                "confidence": None if self.confidence is None else round(self.confidence, 4),
-                "vote_shares": {c: round(s, 4) for c, s in self.vote_shares.items()},
-                "clips": self.clips, "error": self.error}
+           "find_audio_files", "classify", "command_predict", "format_results"]
 
 
 @dataclass
@@ -69,6 +39,7 @@ class Classifier:
     fixed_samples: Optional[int] = None    # files stretched to this length (authors' recipe)
     tie_break: str = "probability"
     note: Optional[str] = None             # what the user should know (an assumed class order)
+    summary: Optional[str] = None          # the model card's one-line summary, when there is one
 
     def __post_init__(self):
         if self.framing is None:
@@ -126,6 +97,7 @@ def load_classifier(checkpoint, device: Union[str, torch.device] = "auto",
     missing or foreign file.
     """
     from .authors import class_order_note
+    from .card import checkpoint_summary
     from .checkpoints import load_checkpoint
     from .config import TrainConfig
     from .runtime import resolve_device
@@ -139,34 +111,7 @@ def load_classifier(checkpoint, device: Union[str, torch.device] = "auto",
     return Classifier(prepare_for_inference(model, device), list(state["classes"]),
                       config.sample_rate, config.clip_samples, config.hop_samples, config.vote,
                       device, str(checkpoint), config.framing, config.fixed_samples,
-                      config.tie_break, class_order_note(state))
-
-
-def find_audio_files(paths: Iterable) -> tuple[list[Path], list[FileResult]]:
-    """Expand files and folders (searched recursively for audio extensions) into files.
-
-    Returns ``(files, problems)``: a path that does not exist, or a folder without audio, is a
-    problem result rather than an exception, so one bad argument does not stop a batch. A file
-    named explicitly is tried whatever its extension.
-    """
-    files, problems, seen = [], [], set()
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*")
-                           if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
-            if not found:
-                problems.append(FileResult(str(path), error=f"{path}: no audio files in this folder"))
-        elif path.is_file():
-            found = [path]
-        else:
-            found = []
-            problems.append(FileResult(str(path), error=f"{path}: no such file or folder"))
-        for item in found:
-            if item.resolve() not in seen:          # the same file named twice counts once
-                seen.add(item.resolve())
-                files.append(item)
-    return files, problems
+                      config.tie_break, class_order_note(state), checkpoint_summary(state))
 
 
 @torch.no_grad()
@@ -176,7 +121,8 @@ def classify_track(classifier: Classifier, track: np.ndarray, batch_size: int = 
 
     Clips are cut one batch at a time, so a long recording never holds all its clips at once.
     """
-    from .evaluate import classify_clips, vote
+    from .evaluate import classify_clips
+    from .results import vote
 
     c = classifier
     count = c.framing.count(len(track))
@@ -193,16 +139,15 @@ def classify_track(classifier: Classifier, track: np.ndarray, batch_size: int = 
 def classify_file(classifier: Classifier, path, batch_size: int = 32,
                   vote_method: Optional[str] = None) -> FileResult:
     """Decode, classify and vote one file; an unusable file gives a result with ``error``."""
-    try:
-        track = load_audio(path, classifier.sample_rate, fixed_samples=classifier.fixed_samples)
-    except AudioError as error:             # the message already names the file
-        return FileResult(str(path), error=str(error))
-    except OSError as error:                # e.g. permission denied, a vanished file
-        return FileResult(str(path), error=f"{path}: {error}")
-    winner, confidence, shares, _, clips = classify_track(classifier, track, batch_size,
-                                                          vote_method)
-    return FileResult(str(path), classifier.classes[winner], float(confidence),
-                      {c: float(s) for c, s in zip(classifier.classes, shares)}, clips)
+    def decode(p):
+        return load_audio(p, classifier.sample_rate, fixed_samples=classifier.fixed_samples)
+
+    def decide(track):
+        winner, confidence, shares, _, clips = classify_track(classifier, track, batch_size,
+                                                              vote_method)
+        return winner, confidence, shares, clips
+
+    return file_result(path, decode, decide, classifier.classes)
 
 
 def classify(paths, checkpoint, batch_size: int = 32, device: str = "auto",
@@ -224,109 +169,27 @@ def classify(paths, checkpoint, batch_size: int = 32, device: str = "auto",
     Returns one :class:`FileResult` per file found, in order, followed by the problems (paths
     that do not exist, folders without audio); unreadable files have ``error`` set.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
-    if vote not in (None, "majority", "mean"):
-        raise ValueError(f"vote must be 'majority' or 'mean', got {vote!r}")
+    check_predict_arguments(batch_size, vote)
     classifier = checkpoint if isinstance(checkpoint, Classifier) else \
         load_classifier(checkpoint, device, backend)
-    files, problems = find_audio_files([paths] if isinstance(paths, (str, Path)) else paths)
-    if progress:
-        from tqdm.auto import tqdm
-        files = tqdm(files, desc="classifying", unit="file", disable=None, file=sys.stderr)
-    results = [classify_file(classifier, path, batch_size, vote) for path in files]
-    return results + problems
-
-
-# ------------------------------------------------------------------------------- output
-def _top_votes(result: FileResult, count: int = 3) -> str:
-    """'rock 0.62, metal 0.25' — the classes that received most votes."""
-    ranked = sorted(result.vote_shares.items(), key=lambda item: -item[1])[:count]
-    return ", ".join(f"{name} {share:.2f}" for name, share in ranked if share > 0)
-
-
-def _table(results: list[FileResult]) -> str:
-    """Aligned plain-text table: the classified files, then the skipped ones with the reason
-    (nothing at all when there are no results)."""
-    if not results:
-        return ""
-    done = [r for r in results if r.ok]
-    rows = [("file", "genre", "confidence", "clips", "votes")]
-    rows += [(r.path, r.genre, f"{r.confidence:.3f}", str(r.clips), _top_votes(r)) for r in done]
-    rows += [(r.path, "(skipped)", "-", "0", r.error) for r in results if not r.ok]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]),
-                        row[2].rjust(widths[2]), row[3].rjust(widths[3]), row[4]]).rstrip()
-             for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def _csv(results: list[FileResult], classes: list) -> str:
-    """CSV of every file, one ``vote_<class>`` column per class; a skipped file has an empty
-    genre and its reason in the ``error`` column."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "genre", "confidence", "clips"] + [f"vote_{c}" for c in classes]
-                    + ["error"])
-    for r in results:
-        if r.ok:
-            writer.writerow([r.path, r.genre, f"{r.confidence:.4f}", r.clips]
-                            + [f"{r.vote_shares.get(c, 0.0):.4f}" for c in classes] + [""])
-        else:
-            writer.writerow([r.path, "", "", 0] + [""] * len(classes) + [r.error])
-    return buffer.getvalue()
-
-
-def format_results(results: list[FileResult], fmt: str = "table", classes=None,
-                   checkpoint: Optional[str] = None, note: Optional[str] = None) -> str:
-    """Render results as 'table', 'json' or 'csv'. Every format lists the skipped files too,
-    with the reason: the table and CSV as rows after the classified ones, the JSON object
-    under ``skipped``, with ``note`` (e.g. that an authors' checkpoint's class order was
-    assumed) when there is one."""
-    done = [r for r in results if r.ok]
-    classes = list(classes or (done[0].vote_shares if done else []))
-    if fmt == "table":
-        return _table(results)
-    if fmt == "csv":
-        return _csv(done + [r for r in results if not r.ok], classes)
-    if fmt == "json":
-        payload = {"checkpoint": checkpoint, "classes": classes,
-                   "results": [r.as_dict() for r in done],
-                   "skipped": [{"path": r.path, "error": r.error} for r in results if not r.ok]}
-        if note:
-            payload["note"] = note
-        return json.dumps(payload, indent=1) + "\n"
-    raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    return classify_paths(paths, lambda path: classify_file(classifier, path, batch_size, vote),
+                          progress)
 
 
 # ------------------------------------------------------------------------------- command line
 def command_predict(args) -> int:
-    """Classify, print or write the results, name skipped files on stderr.
+    """Classify, print or write the results, name skipped files on stderr (``--onnx``: with an
+    exported model through onnxruntime, :func:`models.onnx_predict.command_predict_onnx`).
 
     Exit status: 0 when at least one file was classified, 1 when none was; a usage error (missing
     checkpoint, bad batch size) raises ValueError, which ``main`` turns into status 2.
     """
-    from .fileio import atomic_write_text
-
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     from .cli import print_note
 
+    check_predict_arguments(args.batch_size, args.vote, "--batch-size")
     classifier = load_classifier(args.checkpoint, args.device, classes=args.classes)
     print_note(classifier.note)
+    print_summary(classifier.summary)
     results = classify(args.paths, classifier, args.batch_size, vote=args.vote, progress=True)
-    text = format_results(results, args.format, classifier.classes, str(args.checkpoint),
-                          classifier.note)
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.output, text)
-    else:
-        sys.stdout.write(text)
-    skipped = [r for r in results if not r.ok]
-    for r in skipped:
-        print(f"skipped: {r.error}", file=sys.stderr)
-    classified = len(results) - len(skipped)
-    if args.output:
-        print(f"{classified} file(s) classified, {len(skipped)} skipped -> {args.output}",
-              file=sys.stderr)
-    return 0 if classified else 1
+    return emit_results(results, args.format, classifier.classes, str(args.checkpoint),
+                        classifier.note, args.output)

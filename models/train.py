@@ -22,8 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .card import build_card, describe_device, write_card
 from .checkpoints import (CHECKPOINT_FORMAT, CheckpointError, build_from_config, check_classes,
                           load_model_state, read_checkpoint)
+from .common import count_parameters
 from .config import TrainConfig
 from .data import Corpus, RandomClipDataset
 from .evaluate import predict_songs, score
@@ -101,7 +103,8 @@ def _distributed() -> tuple[int, int, int]:
 class Trainer:
     """Trains one model on one split of a corpus and writes everything into ``out_dir``:
     ``last.pt`` (resumable), ``best.pt`` (the best epoch on ``config.select_on``: validation song
-    accuracy by default), ``log.csv`` and ``log.json`` (one row per epoch).
+    accuracy by default) with its ``MODEL_CARD.md`` (each checkpoint carries its card as JSON,
+    :mod:`models.card`), ``log.csv`` and ``log.json`` (one row per epoch).
 
     ``resume_from``: a checkpoint of this run to continue from (the trunk then comes from it, so
     no ImageNet weights are fetched); the trunk is otherwise initialised as ``config.backbone``.
@@ -145,6 +148,9 @@ class Trainer:
         self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
         self.history: list[dict] = []
         self.best: dict = {"epoch": -1}
+        # the evaluations (confusion matrices) of the best and of the latest epoch, for the cards
+        self.best_scores: dict = {}
+        self.last_scores: dict = {}
         self.rng_state = torch.get_rng_state()   # as of the last completed step
         self._stop_requested = False
         if config.select_on == "test":
@@ -172,15 +178,32 @@ class Trainer:
                 "history": self.history, "best": self.best, "torch_rng": self.rng_state,
                 "splits": {k: np.asarray(v).tolist() for k, v in self.splits.items()},
                 "split_names": split_names(self.splits, self.corpus.names),
-                "split_spec": self.split_spec}
+                "split_spec": self.split_spec, "best_scores": self.best_scores}
+
+    def card(self, epoch: int) -> dict:
+        """The model card (:func:`models.card.build_card`) of the weights after ``epoch``."""
+        scores = self.best_scores if epoch == self.best["epoch"] else self.last_scores
+        card = build_card(config=self.config, classes=self.corpus.classes,
+                          dataset=self.corpus.name,
+                          split_sizes={k: int(len(v)) for k, v in self.splits.items()},
+                          split_spec=self.split_spec, parameters=count_parameters(self.model),
+                          epoch=epoch, best=self.best, history=self.history, scores=scores,
+                          device=describe_device(self.device))
+        card["training"]["step"] = self.step      # > 0: saved part-way through the next epoch
+        return card
 
     def save(self, name: str = "last.pt") -> Path:
-        """Write a checkpoint atomically (main rank only); returns its path."""
+        """Write a checkpoint with its card atomically (main rank only), and for ``best.pt``
+        the ``MODEL_CARD.md`` beside it; returns its path."""
         path = self.out_dir / name
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            best = name == "best.pt"
+            card = self.card(self.best["epoch"] if best else self.epoch)
             with _sigint_deferred():
-                atomic_torch_save(self.checkpoint(), path)
+                atomic_torch_save({**self.checkpoint(), "card": card}, path)
+                if best:
+                    write_card(self.out_dir, card, name)
         return path
 
     def resume(self, path) -> None:
@@ -194,6 +217,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.step, self.partial = state["epoch"], state["step"], state["partial"]
         self.history, self.best = state["history"], state["best"]
+        self.best_scores = state.get("best_scores", {})
         self.rng_state = state["torch_rng"]
         torch.set_rng_state(self.rng_state)
         self.log(f"resumed from {path}: epoch {self.epoch + 1}, step {self.step}")
@@ -292,16 +316,19 @@ class Trainer:
                "train_loss": self.partial["loss"] / seen, "train_clip_accuracy": self.partial["correct"] / seen,
                "seconds": self.partial["seconds"],
                "clips_per_second": seen / max(1e-9, self.partial["seconds"])}
+        self.last_scores = {}
         if self.is_main:
             for split in dict.fromkeys(("valid", self.config.select_on)):
                 if len(self.splits[split]):
-                    scores = self.evaluate(split)
+                    scores = self.last_scores[split] = self.evaluate(split)
                     row.update({f"{split}_song_accuracy": scores["song_accuracy"],
                                 f"{split}_clip_accuracy": scores["clip_accuracy"]})
         self.history.append(row)
         self.epoch, self.step = self.epoch + 1, 0
         self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
         improved = self._is_best(row)
+        if improved:
+            self.best_scores = self.last_scores
         if self.is_main:
             self.save("last.pt")
             if improved:

@@ -77,7 +77,9 @@ def cutoff_frequencies(low_hz_: torch.Tensor, band_hz_: torch.Tensor, sample_rat
     """Map raw parameters to cut-offs: ``low = min_low + |low_hz_|``, ``high = clamp(low + min_band
     + |band_hz_|, min_low, fs/2)``. Differentiable with autograd; returns ``(low, high)``."""
     low = min_low_hz + low_hz_.abs()
-    high = torch.clamp(low + min_band_hz + band_hz_.abs(), min_low_hz, sample_rate / 2)
+    # float bounds: an int bound (min_low_hz=50, the default) makes the ONNX exporter look for a
+    # clamp(Tensor, Tensor, float) overload that does not exist, and the export fails
+    high = torch.clamp(low + min_band_hz + band_hz_.abs(), float(min_low_hz), sample_rate / 2)
     return low, high
 
 

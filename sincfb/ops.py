@@ -41,6 +41,7 @@ from .backends import (FilterbankConfig, PRECISIONS, get_backend, load_builtin_b
                        resolve_backend)
 from .backends.calibration import Problem
 from .filters import odd_kernel_size
+from .lowering import eval_filterbank
 from .pooling import bin_stats_dtype, packed_mask_width
 
 __all__ = ["fused_sinc_filterbank", "filterbank_step", "validate_inputs", "check_finite",
@@ -233,7 +234,8 @@ def filterbank_step(x, low_hz_, band_hz_, weight, bias, running_mean, running_va
                     ) -> tuple[Tensor, Optional[Tensor], str]:
     """:func:`fused_sinc_filterbank`, also returning whether the running buffers took the batch
     (a 0-dim bool tensor: False for a batch with non-finite statistics; None when there was no
-    update to make: eval mode, or no buffers) and the backend that ran. The module counts
+    update to make: eval mode, or no buffers) and the backend that ran ('export' when an exporter
+    traced :func:`sincfb.lowering.eval_filterbank` instead). The module counts
     ``num_batches_tracked`` by the first and shows the second in its ``repr``."""
     kernel_size = odd_kernel_size(kernel_size)
     validate_inputs(x, low_hz_, band_hz_, kernel_size, pool_bins, training)
@@ -242,6 +244,15 @@ def filterbank_step(x, low_hz_, band_hz_, weight, bias, running_mean, running_va
     precision = precision or default_precision(x.device.type)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if not training and torch.compiler.is_exporting():
+        # torch.export keeps a custom op opaque and ONNX cannot translate it; in eval mode it is
+        # a folded conv1d, ReLU and pool: trace those. Before resolve_backend, whose first call
+        # builds and self-tests the C++ kernels, which cannot run on an exporter's fake tensors.
+        out = eval_filterbank(x, low_hz_, band_hz_, weight, bias, running_mean, running_var,
+                              kernel_size=kernel_size, sample_rate=float(sample_rate),
+                              pool_bins=pool_bins, min_low_hz=float(min_low_hz),
+                              min_band_hz=float(min_band_hz), eps=eps)
+        return out, None, "export"
     # Under torch.compile the shape may be symbolic: 'auto' then follows its static rule.
     problem = None if torch.compiler.is_compiling() else Problem(
         x.shape[0], x.shape[-1], low_hz_.shape[0], kernel_size, pool_bins,

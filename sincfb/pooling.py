@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["bin_stats_dtype", "bin_bounds", "bin_sums", "pack_mask", "unpack_mask",
+__all__ = ["bin_stats_dtype", "bin_bounds", "bin_sums", "bin_means", "pack_mask", "unpack_mask",
            "packed_mask_width", "spread_bins", "relu_mask", "masked_zhat"]
 
 
@@ -35,6 +35,28 @@ def bin_sums(values: torch.Tensor, bins: int) -> torch.Tensor:
     starts, ends = bin_bounds(values.shape[-1], bins, values.device)
     prefix = torch.nn.functional.pad(values.double().cumsum(-1), (1, 0))
     return prefix[..., ends] - prefix[..., starts]
+
+
+def bin_means(values: torch.Tensor, bins: int) -> torch.Tensor:
+    """``AdaptiveAvgPool1d(bins)`` of (B, K, n) ``values``, in operators that export exactly.
+
+    Torch's own decomposition of the pool computes its gather indices with ``torch.div``, which
+    the ONNX exporter evaluates in float32: wrong bins once ``i * n`` passes 2^24 (every paper-size
+    bank). Here the indices come from :func:`bin_bounds` (integer ``//``), and each bin gathers
+    ``n // P + 2`` positions (its longest possible span), those past its end pointing at an
+    appended zero. The gather runs over time-major rows so that every index copies a contiguous
+    (B, K) block, about twice as fast in onnxruntime as gathering along the last axis; no
+    reshape involves B, so an export with a derived batch size (a song's clips) needs no guard.
+    """
+    length = values.shape[-1]
+    starts, ends = bin_bounds(length, bins, values.device)
+    span = length // bins + 2
+    positions = starts[:, None] + torch.arange(span, device=values.device)
+    positions = torch.where(positions < ends[:, None], positions, length)
+    rows = torch.nn.functional.pad(values, (0, 1)).permute(2, 0, 1)        # (n + 1, B, K)
+    sums = rows[positions.flatten()].unflatten(0, (bins, span)).sum(1)    # (P, B, K)
+    means = sums / (ends - starts).to(values.dtype)[:, None, None]
+    return means.permute(1, 2, 0)
 
 
 def relu_mask(z: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from models.cli import main
 from models.synthetic import GENRES, synthesize_song
@@ -53,7 +54,13 @@ def test_evaluate_a_checkpoint(trained, music_folder, capsys):
     report = json.loads((out / f"evaluation-{music_folder.name}-test" / "evaluation.json").read_text())
     assert report["split"] == "test" and report["songs"] == 3
     assert len(report["songs_detail"]) == 3 and np.array(report["confusion"]).sum() == 3
-    assert "song accuracy" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "song accuracy" in captured.out
+    # the model card, finished by train with the test scores, introduces the checkpoint
+    card = torch.load(out / "best.pt", weights_only=False)["card"]
+    assert card["scores"]["test"]["song_accuracy"] == report["song_accuracy"]
+    assert f"mssincresnet: model: {card['summary']}" in captured.err
+    assert card["summary"] in (out / "MODEL_CARD.md").read_text()
 
 
 def test_checkpoint_for_other_classes_is_a_clear_error(trained, music_folder, tmp_path, capsys):
@@ -84,6 +91,7 @@ def test_demo_reaches_its_accuracy(tmp_path, capsys):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["test"]["song_accuracy"] >= 0.9, report["test"]
     assert report["splits"]["test"] == 36 and (tmp_path / "best.pt").is_file()
+    assert (tmp_path / "MODEL_CARD.md").is_file()
 
 
 def test_help_and_version_answer_without_loading_torch():
@@ -93,7 +101,7 @@ def test_help_and_version_answer_without_loading_torch():
     from pathlib import Path
 
     probe = ("import sys\nfrom models.cli import main\n"
-             "for argv in (['train', '--help'], ['--version']):\n"
+             "for argv in (['train', '--help'], ['export', '--help'], ['--version']):\n"
              "    try:\n        main(argv)\n    except SystemExit as stop:\n"
              "        assert stop.code == 0, argv\n"
              "assert 'torch' not in sys.modules and 'numpy' not in sys.modules\n")
