@@ -26,7 +26,8 @@ from typing import Optional
 import torch
 
 import sincfb
-from bench.harness import device_name, git_commit, package_version, write_json_atomic
+from bench.harness import (REPOSITORY, device_name, git_commit, package_version,
+                           write_json_atomic)
 from bench.machine import cpu_info
 
 __all__ = ["main", "measure", "crossover_length"]
@@ -110,7 +111,7 @@ def metadata(args, argv) -> dict:
             "threads": torch.get_num_threads(), "torch": torch.__version__,
             "sincfb": sincfb.__version__, "numpy": package_version("numpy"),
             "python": platform.python_version(), "platform": platform.platform(),
-            "git_commit": git_commit(Path(__file__).resolve().parent),
+            "git_commit": git_commit(REPOSITORY),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(["python -m bench.crossover"] + list(argv)),
             "workload": {"batch": args.batch, "samples": args.samples, "filters": args.filters,

@@ -482,14 +482,18 @@ def package_version(name: str) -> Optional[str]:
         return None
 
 
+#: The repository root: git's pathspecs (the bench/results exclusion) are relative to it.
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
 def git_commit(where: Path) -> str:
-    """HEAD of the repository holding ``where``, '-dirty' if modified; 'unknown' outside git."""
+    """HEAD of the repository at ``where``, '-dirty' if modified outside bench/results (results
+    written by earlier runs do not make the measured code dirty); 'unknown' outside git."""
     def git(*cmd):
         return subprocess.run(["git", *cmd], cwd=where, capture_output=True, text=True,
                               timeout=30, check=True).stdout.strip()
     try:
         head = git("rev-parse", "HEAD")
-        # Results written by earlier runs do not make the measured code dirty.
         dirty = git("status", "--porcelain", "--", ".", ":(exclude)bench/results")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -520,7 +524,7 @@ def collect_meta(args, size: Size, device: str, argv: list[str]) -> dict:
                      "triton": package_version("triton"),
                      "torchaudio": package_version("torchaudio"), "sincfb": sincfb.__version__},
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "git_commit": git_commit(Path(__file__).resolve().parent),
+        "git_commit": git_commit(REPOSITORY),
         "command": shlex.join([Path(sys.executable).name, "-m", "bench", *argv]),
         "size": {"name": args.size, **asdict(size), "sample_rate": SAMPLE_RATE},
         "min_time_s": args.min_time,

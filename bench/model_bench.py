@@ -296,7 +296,7 @@ def collect_meta(args, size: ModelSize, argv: list[str]) -> dict:
                      "triton": harness.package_version("triton"), "sincfb": sincfb.__version__},
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         # the repository root: from bench/, git would only look at bench/ for changes
-        "git_commit": harness.git_commit(Path(__file__).resolve().parent.parent),
+        "git_commit": harness.git_commit(harness.REPOSITORY),
         "command": shlex.join([Path(sys.executable).name, "-m", "bench.model_bench", *argv]),
         "size": {"name": args.size, **asdict(size), "song_clips": size.song_clips,
                  "sample_rate": SAMPLE_RATE, "classes": NUM_CLASSES},
