@@ -500,8 +500,19 @@ def git_commit(where: Path) -> str:
     return head + ("-dirty" if dirty else "")
 
 
+def measured_auto_choices(device: str) -> dict:
+    """The choices 'auto' measured on this machine for large problems (problem key -> backend),
+    from the calibration cache: ``auto_backend`` gives only the static rule, which problems
+    above ``calibration.MIN_WORK`` do not follow unless ``SINCFB_AUTO=static``."""
+    from sincfb.backends import calibration
+
+    return {"mode": calibration.mode(),
+            "choices": calibration.cached_choices(torch.device(device).type)}
+
+
 def auto_backends(size: Size, device_type: str) -> dict:
-    """What ``backend='auto'`` resolves to, per filter length (the choice may depend on L)."""
+    """What ``backend='auto'``'s static rule gives per filter length (the choice may depend on
+    L); large problems may be calibrated instead, see :func:`measured_auto_choices`."""
     out = {}
     for L in size.lengths:
         try:
@@ -635,6 +646,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows = run_cases(specs, args.quiet)
     meta["total_wall_s"] = time.perf_counter() - start
     meta["loadavg_end"] = list(os.getloadavg())
+    meta["auto_measured"] = measured_auto_choices(args.device)
     add_ratios(rows)
     results = {"meta": meta, "rows": rows}
     out = args.out or default_out(meta)

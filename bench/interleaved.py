@@ -21,7 +21,7 @@ import torch
 
 from bench.crossover import _load_average, metadata
 from bench.harness import (NAIVE, SIZES, build_model, folded_gflop, make_input, make_step,
-                           write_json_atomic)
+                           measured_auto_choices, write_json_atomic)
 from bench.machine import measured_rates
 from bench.peers import PEER_NOTES, PEERS, peer_available, peer_version
 
@@ -103,6 +103,7 @@ def main(argv=None) -> int:
     meta["load_average_before"] = _load_average()
     rows = measure(args)
     meta["load_average_after"] = _load_average()
+    meta["auto_measured"] = measured_auto_choices("cpu")
     key = f"ratio_{args.baseline}_over_impl"
     for row in rows:
         print(f"{row['workload']} {row['mode']:17s} {row['impl']:12s} median "

@@ -361,7 +361,9 @@ def render_markdown(results: dict) -> str:
               f"L={size.get('lengths')}, P={size.get('bins')}) · torch "
               f"{meta.get('versions', {}).get('torch')} · commit {_commit(meta)} · "
               f"{meta.get('date')} · "
-              f"sincfb auto backend {meta.get('auto_backend')}\n\n`{meta.get('command')}`")
+              f"sincfb auto backend (static rule) {meta.get('auto_backend')}, measured "
+              f"{meta.get('auto_measured', {}).get('choices', 'not recorded')}"
+              f"\n\n`{meta.get('command')}`")
     names = ["workload", "impl", "clips"] + [h for h, _, _ in COLUMNS]
     lines = [header, "", "| " + " | ".join(names) + " |",
              "|" + "|".join("---" if i < 2 else "---:" for i in range(len(names))) + "|"]
@@ -444,6 +446,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         torch.set_num_threads(threads)      # in-process callers (tests) keep their setting
     meta["total_wall_s"] = time.perf_counter() - start
     meta["loadavg_end"] = list(os.getloadavg())
+    meta["auto_measured"] = harness.measured_auto_choices(args.device)
     add_ratios(rows)
     results = {"meta": meta, "rows": rows}
     out = args.out or default_out(meta)

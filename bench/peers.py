@@ -20,6 +20,7 @@ such, not timed. :func:`peer_version` gives the version each row records.
 """
 from __future__ import annotations
 
+import sys
 from importlib import metadata
 from typing import Optional
 
@@ -73,6 +74,24 @@ class _Head(nn.Module):
         return self.pool(torch.relu(self.norm(responses)))
 
 
+def _drop_unloaded_speechbrain_redirects() -> None:
+    """Remove the lazy aliases speechbrain puts in ``sys.modules`` (old module names, optional
+    integrations such as k2) that nothing has loaded yet.
+
+    Reading any attribute of one, even ``__file__``, imports its target, and for an integration
+    whose package is not installed that raises ImportError instead of AttributeError. Tools that
+    walk ``sys.modules`` (hypothesis, ``inspect``, some profilers) then fail in whatever runs
+    next in the same process. The benchmark uses none of these aliases.
+    """
+    try:
+        from speechbrain.utils.importutils import LazyModule
+    except ImportError:
+        return
+    for name, module in list(sys.modules.items()):
+        if isinstance(module, LazyModule) and module.lazy_module is None:
+            del sys.modules[name]
+
+
 class SpeechBrainBank(nn.Module):
     """speechbrain's SincConv adapted to (B, 1, N) in, (B, K, P) out."""
 
@@ -80,6 +99,7 @@ class SpeechBrainBank(nn.Module):
         super().__init__()
         from speechbrain.nnet.CNN import SincConv
 
+        _drop_unloaded_speechbrain_redirects()
         self.sinc = SincConv(out_channels=filters, kernel_size=length, in_channels=1,
                              padding="valid", sample_rate=SAMPLE_RATE)
         self.head = _Head(filters, bins)

@@ -28,8 +28,8 @@ from typing import Callable, NamedTuple, Optional
 
 import torch
 
-__all__ = ["Problem", "Decision", "MIN_WORK", "mode", "choose", "last_decision", "cache_path",
-           "forget"]
+__all__ = ["Problem", "Decision", "MIN_WORK", "mode", "choose", "cached_choices",
+           "last_decision", "cache_path", "forget"]
 
 #: Multiply-adds of one direct product (B K N_out L / 2) below which 'auto' does not time.
 MIN_WORK = 2e9
@@ -101,6 +101,9 @@ def _machine_key(device_type: str) -> str:
             model += f" isa={_build.instruction_set()}"
         except (RuntimeError, ValueError):
             pass
+        # ATen's vector path (ATEN_CPU_CAPABILITY can force AVX2 on an AVX-512 CPU): the naive
+        # parts of the op and the FFT's pointwise work run on it, so it changes the timings
+        model += f" aten={torch.backends.cpu.get_cpu_capability()}"
     return (f"{device_type}: {model}; threads={torch.get_num_threads()}; "
             f"torch {torch.__version__}; sincfb {__version__}")
 
@@ -204,6 +207,13 @@ def _calibrated(candidates, device_type, problem: Problem, timer) -> Decision:
                             seconds)
         _write_cache(machine, key, decision)
         return decision
+
+
+def cached_choices(device_type: str) -> dict:
+    """This machine's measured choices from the disk cache, problem key -> backend (what 'auto'
+    ran for large problems here, also in other processes; benchmarks record it)."""
+    entries = _read_cache().get(_machine_key(device_type), {})
+    return {key: entry.get("backend") for key, entry in sorted(entries.items())}
 
 
 def last_decision(device_type: str, kernel_size: int) -> Optional[Decision]:

@@ -35,6 +35,9 @@ def test_meta_fields(tiny):
     assert meta["size"]["name"] == "tiny" and meta["size"]["filters"] == 16
     assert meta["threads"] == 1
     assert set(meta["auto_backend"]) == {"31", "63", "127"}
+    # the suite runs with SINCFB_AUTO=static (tests/conftest.py); the field says so
+    assert meta["auto_measured"]["mode"] == "static"
+    assert isinstance(meta["auto_measured"]["choices"], dict)
 
 
 def test_meta_says_which_cpu_and_paths(tiny):

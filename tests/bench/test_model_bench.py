@@ -55,6 +55,7 @@ def test_meta_and_markdown(results):
     assert meta["threads"] == 1 and meta["size"]["name"] == "tiny"
     assert meta["command"].startswith("python") and "--size tiny" in meta["command"]
     assert "| W4 | sincfb |" in markdown and "load average" in markdown
+    assert meta["auto_measured"]["mode"] == "static" and "static rule" in markdown
 
 
 def test_bad_arguments_are_refused():

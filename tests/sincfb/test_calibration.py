@@ -3,6 +3,9 @@ the choice is cached on disk by machine and shape, and SINCFB_AUTO fixes it."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -47,6 +50,16 @@ def test_the_fastest_candidate_is_chosen_and_cached(cache):
     decision = calibration.choose(["cpu", "fft"], "cpu", "cpu", 251, BIG, again)
     assert decision.backend == "fft" and again.calls == []
     assert "measured before" in decision.describe() and "fft 500 ms" in decision.describe()
+
+
+def test_benchmarks_can_read_back_what_was_measured_on_this_machine(cache):
+    assert calibration.cached_choices("cpu") == {}
+    timer = FakeTimer({"cpu": 0.2, "fft": 0.5})
+    calibration.choose(["cpu", "fft"], "fft", "cpu", 251, BIG, timer)
+    eval_problem = BIG._replace(training=False, kernel_size=1001)
+    calibration.choose(["cpu", "fft"], "cpu", "cpu", 1001, eval_problem,
+                       FakeTimer({"cpu": 0.9, "fft": 0.1}))
+    assert calibration.cached_choices("cpu") == {BIG.key(): "cpu", eval_problem.key(): "fft"}
 
 
 def test_batch_sizes_share_a_bucket_and_other_shapes_are_timed_again(cache):
@@ -118,3 +131,14 @@ def test_below_the_static_crossover_both_cpu_backends_are_candidates(cache, monk
     monkeypatch.setattr(calibration, "choose", choose)
     resolve_backend("auto", "cpu", 251, BIG)
     assert seen == [(["cpu", "fft"], "cpu")]
+
+
+def test_a_cache_shared_between_cpu_kinds_keeps_their_choices_apart():
+    """ATen forced onto AVX2 (as on an AVX2-only CPU) is another machine to the cache, so its
+    timings never decide for the AVX-512 path, nor the other way round."""
+    script = "from sincfb.backends import calibration; print(calibration._machine_key('cpu'))"
+    keys = {subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
+                           text=True, env={**os.environ,
+                                           "ATEN_CPU_CAPABILITY": capability}).stdout.strip()
+            for capability in ("avx2", "default")}
+    assert len(keys) == 2 and any("aten=AVX2" in key for key in keys)
