@@ -340,7 +340,9 @@ def _commit(meta: dict) -> str:
 
 
 def _environment(meta: dict) -> str:
-    settings = {k: v for k, v in meta.get("environment", {}).items() if v}
+    """The OMP_* settings and any variable forcing a code path (ATEN_CPU_CAPABILITY, ...)."""
+    settings = {**meta.get("environment", {}), **meta.get("cpu", {}).get("forcing_environment", {})}
+    settings = {k: v for k, v in settings.items() if v}
     return ", ".join(f"{k}={v}" for k, v in settings.items()) or "no OMP_* settings"
 
 

@@ -2,11 +2,12 @@
 
 Which of the direct product and the FFT is faster depends on the CPU (its BLAS path, its FFT
 speed, its core count) as much as on the filter length: on a 2-core AMD EPYC (AVX-512) the FFT
-overtook the C++ direct product near L = 500, on a 2-core Intel Xeon with AMX it was ahead from
-L = 251 on (BENCHMARKS.md). So, as cuDNN's benchmark mode does, the first time 'auto' meets a
-large enough problem it times every candidate backend (those the static rule would rank) on that
-shape, a forward and backward each after a warm-up, and keeps the fastest; the choice is cached
-on disk, keyed by the device model, the instruction set, the thread count and the versions, so
+overtook the C++ direct product near L = 500; on a 2-core Intel Xeon with AMX it was ahead from
+L = 501 in training and from L = 251 in eval at B = 32 (BENCHMARKS.md). So, as cuDNN's
+benchmark mode does, the first time 'auto' meets a large enough problem it times every
+candidate backend (those the static rule would rank) on that shape, a forward and backward each
+after a warm-up, and keeps the fastest; the choice is cached on disk, keyed by the device model,
+the instruction sets (sincfb's build and ATen's), the thread count and the versions, so
 later processes only read it.
 
 Under ``torch.compile`` the shape may be symbolic, so 'auto' follows the static rule there.
