@@ -70,22 +70,19 @@ def build_steps(checkpoint: Path, threads: int) -> tuple[dict[str, Callable], di
     from models.onnx_predict import load_onnx_classifier
     from models.predict import classify_track, load_classifier
 
-    exports = {}
-    for song in (False, True):
-        out = checkpoint.with_name(checkpoint.stem + ("-song" if song else "") + ".onnx")
+    exports, sessions = {}, {}
+    for kind in ("clips", "song"):
+        out = checkpoint.with_name(f"{checkpoint.stem}-{kind}.onnx")
         started = time.perf_counter()
-        result = export_classifier(checkpoint, out, "onnx", song=song)
-        exports["song" if song else "clips"] = {
-            "seconds": time.perf_counter() - started, "relative_error": result["relative_error"],
-            "path": out}
+        result = export_classifier(checkpoint, out, "onnx", song=kind == "song")
+        exports[kind] = {"seconds": time.perf_counter() - started,
+                         "relative_error": result["relative_error"]}
+        sessions[kind] = load_onnx_classifier(out, threads=threads)
     eager = load_classifier(checkpoint, "cpu")
-    clips = load_onnx_classifier(exports["clips"]["path"], threads=threads)
-    whole = load_onnx_classifier(exports["song"]["path"], threads=threads)
+    clips, whole = sessions["clips"], sessions["song"]
     steps = {"eager": lambda wave: classify_track(eager, wave, EVAL_BATCH)[0],
              "ort-clips": lambda wave: clips.song_decision(wave, "majority", EVAL_BATCH)[0],
              "ort-song": lambda wave: whole.song_decision(wave, "majority", EVAL_BATCH)[0]}
-    for entry in exports.values():
-        entry["path"] = str(entry["path"])
     return steps, exports
 
 
@@ -137,8 +134,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sincfb-export-bench-") as folder:
         steps, exports = build_steps(save_checkpoint(Path(folder), args.size), args.threads)
         rows = measure(steps, song, args.repeats)
-    for entry in exports.values():
-        del entry["path"]                   # a temporary file, gone now
     meta = {"cpu": cpu_info(), "threads": args.threads, "size": args.size,
             "song_seconds": size.song_seconds, "hop_samples": size.hop_samples,
             "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
