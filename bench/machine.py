@@ -13,6 +13,8 @@ import subprocess
 
 import torch
 
+from sincfb.backends.calibration import median_seconds
+
 __all__ = ["KEY_FLAGS", "cpu_info", "cpu_kind", "measured_rates"]
 
 # The flags that decide which paths the kernels and torch's libraries can take.
@@ -22,6 +24,8 @@ KEY_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx5
 # Environment switches that force another CPU kind's library paths (recorded when set).
 FORCING_VARIABLES = ("SINCFB_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS",
                      "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS", "OMP_WAIT_POLICY")
+
+REPEATS = 7          # timed calls per measured rate, after one warm-up call
 
 
 def _lscpu() -> dict:
@@ -83,19 +87,6 @@ def cpu_info() -> dict:
     }
 
 
-def _median_seconds(step, repeats: int = 7) -> float:
-    import statistics
-    import time
-
-    step()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
-
-
 def measured_rates() -> dict:
     """What this CPU reaches at the current thread count, to read the achieved GFLOP/s against:
     float32 SGEMM on the shape of the C++ kernels' tiles (160 x 251 by 251 x 1024, the GEMMs the
@@ -106,9 +97,9 @@ def measured_rates() -> dict:
     a, b = torch.randn(160, 251), torch.randn(251, 1024)
     sq = torch.randn(1024, 1024)
     clips = torch.randn(160, 48000)
-    tile = _median_seconds(lambda: torch.mm(a, b))
-    square = _median_seconds(lambda: torch.mm(sq, sq))
-    fft = _median_seconds(lambda: torch.fft.rfft(clips))
+    tile = median_seconds(lambda: torch.mm(a, b), REPEATS)
+    square = median_seconds(lambda: torch.mm(sq, sq), REPEATS)
+    fft = median_seconds(lambda: torch.fft.rfft(clips), REPEATS)
     return {"threads": torch.get_num_threads(),
             "sgemm_tile_gflops": 2 * 160 * 251 * 1024 / tile / 1e9,
             "sgemm_1024_gflops": 2 * 1024 ** 3 / square / 1e9,

@@ -163,6 +163,11 @@ def _time_backend(backend: str, problem: Problem, device_type: str, repeats: int
         if device_type == "cuda":
             torch.cuda.synchronize()
 
+    return median_seconds(call, repeats)
+
+
+def median_seconds(call: Callable[[], object], repeats: int) -> float:
+    """Median wall seconds of ``call()`` over ``repeats`` calls after one warm-up call."""
     call()
     seconds = []
     for _ in range(repeats):
