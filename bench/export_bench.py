@@ -97,11 +97,10 @@ def measure(steps: dict[str, Callable], song: np.ndarray, repeats: int) -> list[
             started = time.perf_counter()
             step(song)
             seconds[name].append(time.perf_counter() - started)
-    eager = statistics.median(seconds["eager"])
-    return [{"workload": "W4", "impl": name, "seconds": values,
-             "median_s": statistics.median(values),
-             "ratio_to_eager": statistics.median(values) / eager, "winner": winners[name]}
-            for name, values in seconds.items()]
+    medians = {name: statistics.median(values) for name, values in seconds.items()}
+    return [{"workload": "W4", "impl": name, "seconds": seconds[name], "median_s": median,
+             "ratio_to_eager": median / medians["eager"], "winner": winners[name]}
+            for name, median in medians.items()]
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:

@@ -42,7 +42,7 @@ from torch import nn
 
 import sincfb
 from bench.machine import cpu_info
-from bench.peers import PEER_NOTES, PEERS, make_peer_bank, peer_available, peer_version
+from bench.peers import PEERS, installed_peers, make_peer_bank, peer_fields
 from models.fileio import atomic_write_json
 
 __all__ = ["Size", "SIZES", "MODES", "main", "parse_args", "plan_cases", "run_case", "run_cases",
@@ -312,9 +312,7 @@ def base_row(spec: dict) -> dict:
     row = {"workload": spec["workload"], "mode": spec["mode"],
            "L": spec["length"] if spec["workload"] == "W1" else bank_label(lengths),
            "impl": spec["impl"], "batch": spec["batch"], "gflop": gflop}
-    if spec["impl"] in PEERS:
-        row.update(impl_version=peer_version(spec["impl"]), impl_note=PEER_NOTES[spec["impl"]])
-    return row
+    return {**row, **peer_fields(spec["impl"])}
 
 
 def cpu_memory_fields(step: Callable, warm_base: int, warm_reset: bool) -> dict:
@@ -394,7 +392,7 @@ def implementations(args, device_type: str) -> list[str]:
         backends = args.backends or sincfb.available_backends(device_type)
         impls = list(BASELINES) + [SINCFB_PREFIX + b for b in backends]
         if args.peers:
-            impls += [p for p in PEERS if peer_available(p)]
+            impls += installed_peers()
     return [i for i in impls if not (args.no_compile and i in COMPILED)]
 
 

@@ -23,7 +23,7 @@ from bench.crossover import _load_average, metadata
 from bench.harness import (NAIVE, SIZES, build_model, folded_gflop, make_input, make_step,
                            measured_auto_choices, write_json_atomic)
 from bench.machine import measured_rates
-from bench.peers import PEER_NOTES, PEERS, peer_available, peer_version
+from bench.peers import installed_peers, peer_fields
 
 __all__ = ["main", "measure"]
 
@@ -57,9 +57,7 @@ def measure(args) -> list[dict]:
             row = {"workload": args.workload, "mode": mode, "impl": impl,
                    "seconds": seconds[impl], "median_s": median,
                    f"ratio_{args.baseline}_over_impl": statistics.median(ratios),
-                   "folded_gflops": gflop / median}
-            if impl in PEERS:
-                row.update(impl_version=peer_version(impl), impl_note=PEER_NOTES[impl])
+                   "folded_gflops": gflop / median, **peer_fields(impl)}
             rows.append(row)
         if not args.quiet:
             print(f"{mode} done", file=sys.stderr)
@@ -72,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workload", choices=("W1", "W2"), default="W2")
     parser.add_argument("--impls", type=lambda s: s.split(","),
                         default=[NAIVE, "sincfb-cpu", "sincfb-fft", "sincfb-auto",
-                                 *(p for p in PEERS if peer_available(p))],
+                                 *installed_peers()],
                         help="default: naive-fp32, the sincfb backends and every installed peer")
     parser.add_argument("--baseline", default=NAIVE)
     parser.add_argument("--modes", type=lambda s: s.split(","),

@@ -29,7 +29,8 @@ from torch import nn
 
 import sincfb
 
-__all__ = ["PEERS", "PEER_NOTES", "make_peer_bank", "peer_version", "peer_available"]
+__all__ = ["PEERS", "PEER_NOTES", "make_peer_bank", "installed_peers", "peer_fields",
+           "peer_version", "peer_available"]
 
 SAMPLE_RATE = 16000
 
@@ -55,6 +56,19 @@ def peer_version(name: str) -> Optional[str]:
         return metadata.version(PEERS[name])
     except metadata.PackageNotFoundError:
         return None
+
+
+def installed_peers() -> list[str]:
+    """The peers that can be built here, in :data:`PEERS` order."""
+    return [name for name in PEERS if peer_available(name)]
+
+
+def peer_fields(impl: str) -> dict:
+    """What a result row of ``impl`` records about it as a peer (its version and how it was
+    adapted); nothing for sincfb's own cases and the naive baselines."""
+    if impl not in PEERS:
+        return {}
+    return {"impl_version": peer_version(impl), "impl_note": PEER_NOTES[impl]}
 
 
 def peer_available(name: str) -> bool:
