@@ -99,12 +99,8 @@ void forward_row(const FftForward<scalar_t>& a, const Bins& bins,
   for (size_t tile = 0; tile < spans.size(); ++tile) {
     const int64_t u0 = int64_t(tile) * kTile, t = std::min(kTile, a.s.n_out - u0);
     terms.compute(y + u0, t, mu, rstd, gamma, beta);
-    for (const BinSpan& sp : spans[tile]) {
-      sums[3 * sp.bin] += segment_sum(terms.active.data(), sp.lo, sp.hi);
-      sums[3 * sp.bin + 1] += segment_sum(terms.count.data(), sp.lo, sp.hi);
-      sums[3 * sp.bin + 2] += segment_sum(terms.normalised.data(), sp.lo, sp.hi);
-    }
-    write_mask(terms.flags.data(), t, a.mask + row * width + u0 / 8);
+    for (const BinSpan& sp : spans[tile]) terms.add_sums(sp.lo, sp.hi, &sums[3 * sp.bin]);
+    terms.write_mask(t, a.mask + row * width + u0 / 8);
   }
   const int64_t plane = a.s.batch * a.s.K * P;
   for (int64_t i = 0; i < P; ++i) {
@@ -154,95 +150,224 @@ void forward_kernel(const FftForward<scalar_t>& a) {
   });
 }
 
+// Complex numbers as (re, im) pairs of scalar_t: plain loops over them vectorise, where
+// std::complex products (with their NaN checks) would not.
+template <typename scalar_t>
+const scalar_t* pairs(const at::Tensor& t) {
+  return reinterpret_cast<const scalar_t*>(t.const_data_ptr());
+}
+template <typename scalar_t>
+scalar_t* pairs_mut(at::Tensor& t) {
+  return reinterpret_cast<scalar_t*>(t.data_ptr());
+}
+
 template <typename scalar_t>
 struct FftBackward {
   FftShape s;
-  const at::Tensor& spectrum;   // (B, F) complex
+  const at::Tensor& spectrum;   // (B, F) complex: X
   const at::Tensor& filters;    // (K, L) taps, real
   bool training;
   const scalar_t* w;            // (B, K, P) gradient per bin / bin size
   const uint8_t* mask;          // (B, K, ceil(n_out / 8))
   const double *c, *c3, *c4;    // (K,)
+  const scalar_t* wrap;         // (B, K, n_fft - n_out) circular outputs off the valid range
+  const scalar_t* phase;        // (F) pairs: exp(2 pi i f (L - 1) / n_fft), training only
+  const scalar_t* power;        // (F): sum_b |X_b|^2, training only
   scalar_t* grad_filters;       // (K, L), or null: the filter gradient is not needed
   bool with_dx;                 // false: the input gradient is not needed
 };
 
-// dy (k, B, n_fft) for filters [k0, k1): c dz + c3 - c4 y on the valid positions (c dz in eval
-// mode), zero up to n_fft; dz from the mask bits and the bin weights.
+// u (k, B, n_fft) for filters [k0, k1), the part of dy = c dz + c3 - c4 y whose transform needs
+// no y (DESIGN.md §3.3 carried into the frequency domain): on the valid positions c dz + c3, on
+// the others c4 times the circular outputs there. With n_fft points, y on the valid positions is
+// the circular convolution s shifted by L - 1 minus those outputs, so
+//   rfft(dy) = rfft(u) - c4 * phase * X * G,
+// and the two products that use rfft(dy) take the second term in closed form
+// (backward_group). Out of training u = c dz (zero elsewhere).
 template <typename scalar_t>
-at::Tensor output_gradient(const FftBackward<scalar_t>& a,
-                           const std::vector<std::vector<BinSpan>>& spans, int64_t k0,
-                           int64_t k1, const at::Tensor& spectra) {
+at::Tensor gradient_rows(const FftBackward<scalar_t>& a,
+                         const std::vector<std::vector<BinSpan>>& spans, int64_t k0,
+                         int64_t k1) {
   const int64_t B = a.s.batch, n_fft = a.s.n_fft, width = (a.s.n_out + 7) / 8;
-  at::Tensor y;
-  if (a.training) y = filter_outputs(a.spectrum, spectra, n_fft);
-  at::Tensor dy = at::zeros({k1 - k0, B, n_fft}, a.filters.options());
+  const int64_t off = n_fft - a.s.n_out;
+  at::Tensor u = at::empty({k1 - k0, B, n_fft}, a.filters.options());
   for (int64_t k = k0; k < k1; ++k) {
     const scalar_t c = static_cast<scalar_t>(a.c[k]), c3 = static_cast<scalar_t>(a.c3[k]);
     const scalar_t c4 = static_cast<scalar_t>(a.c4[k]);
     for (int64_t b = 0; b < B; ++b) {
-      const int64_t row = b * a.s.K + k, at_row = ((k - k0) * B + b) * n_fft;
-      scalar_t* d = dy.data_ptr<scalar_t>() + at_row;
+      const int64_t row = b * a.s.K + k;
+      scalar_t* __restrict d = u.data_ptr<scalar_t>() + ((k - k0) * B + b) * n_fft;
       for (size_t tile = 0; tile < spans.size(); ++tile) {
         const int64_t u0 = int64_t(tile) * kTile, t = std::min(kTile, a.s.n_out - u0);
         relu_mask_gradient_tile(a.w + row * a.s.bins, spans[tile], a.mask + row * width + u0 / 8,
                                 t, d + u0);
       }
+      scalar_t* __restrict rest = d + a.s.n_out;
       if (a.training) {
-        const scalar_t* yb = y.const_data_ptr<scalar_t>() + at_row + a.s.L - 1;
 #pragma omp simd
-        for (int64_t j = 0; j < a.s.n_out; ++j) d[j] = c * d[j] + c3 - c4 * yb[j];
+        for (int64_t j = 0; j < a.s.n_out; ++j) d[j] = c * d[j] + c3;
+        const scalar_t* wrap = a.wrap + row * off;
+#pragma omp simd
+        for (int64_t j = 0; j < off; ++j) rest[j] = c4 * wrap[j];
       } else {
 #pragma omp simd
         for (int64_t j = 0; j < a.s.n_out; ++j) d[j] = c * d[j];
+        std::fill(rest, rest + off, scalar_t(0));
       }
     }
   }
-  return dy;
+  return u;
 }
 
-// Filters [k0, k1): their gradient taps, and their term of the input-gradient spectrum (added to
-// dx_spectrum, (B, F)).
+// corr_spectrum (F pairs) = sum_b conj(U_b) X_b - c4 conj(phase G) power: the transform of
+// sum_b dy_b correlated with x_b (the filter gradient's lags), summed over the batch first.
+template <typename scalar_t>
+void correlation_spectrum(const FftBackward<scalar_t>& a, const scalar_t* U, const scalar_t* G,
+                          scalar_t c4, scalar_t* __restrict out) {
+  const int64_t F = a.s.n_fft / 2 + 1;
+  const scalar_t* X = pairs<scalar_t>(a.spectrum);
+  std::fill(out, out + 2 * F, scalar_t(0));
+  for (int64_t b = 0; b < a.s.batch; ++b) {
+    const scalar_t* u = U + 2 * b * F;
+    const scalar_t* x = X + 2 * b * F;
+#pragma omp simd
+    for (int64_t f = 0; f < F; ++f) {
+      out[2 * f] += u[2 * f] * x[2 * f] + u[2 * f + 1] * x[2 * f + 1];
+      out[2 * f + 1] += u[2 * f] * x[2 * f + 1] - u[2 * f + 1] * x[2 * f];
+    }
+  }
+  if (!a.training) return;
+  const scalar_t *p = a.phase, *power = a.power;
+#pragma omp simd
+  for (int64_t f = 0; f < F; ++f) {
+    const scalar_t pg_re = p[2 * f] * G[2 * f] - p[2 * f + 1] * G[2 * f + 1];
+    const scalar_t pg_im = p[2 * f] * G[2 * f + 1] + p[2 * f + 1] * G[2 * f];
+    out[2 * f] -= c4 * pg_re * power[f];
+    out[2 * f + 1] += c4 * pg_im * power[f];
+  }
+}
+
+// Per-worker sums of the input gradient's spectrum: dx (B, F) += sum_k U_k G_k, and in training
+// h (F) += c4_k G_k^2, whose term -phase X h is subtracted once at the end.
+template <typename scalar_t>
+void add_input_spectrum(const FftBackward<scalar_t>& a, const scalar_t* U, const scalar_t* G,
+                        scalar_t c4, scalar_t* __restrict dx, scalar_t* __restrict h) {
+  const int64_t F = a.s.n_fft / 2 + 1;
+  for (int64_t b = 0; b < a.s.batch; ++b) {
+    const scalar_t* u = U + 2 * b * F;
+    scalar_t* __restrict d = dx + 2 * b * F;
+#pragma omp simd
+    for (int64_t f = 0; f < F; ++f) {
+      d[2 * f] += u[2 * f] * G[2 * f] - u[2 * f + 1] * G[2 * f + 1];
+      d[2 * f + 1] += u[2 * f] * G[2 * f + 1] + u[2 * f + 1] * G[2 * f];
+    }
+  }
+  if (!a.training) return;
+#pragma omp simd
+  for (int64_t f = 0; f < F; ++f) {
+    h[2 * f] += c4 * (G[2 * f] * G[2 * f] - G[2 * f + 1] * G[2 * f + 1]);
+    h[2 * f + 1] += c4 * (scalar_t(2) * G[2 * f] * G[2 * f + 1]);
+  }
+}
+
+// Per-worker buffers of the backward: the input-gradient spectrum (B, F), h (F) and the
+// correlation spectra of one group of filters (group, F).
+struct BackwardSums {
+  at::Tensor dx, h, corr;
+};
+
+// Filters [k0, k1): their gradient taps, and their terms of the input-gradient spectrum.
 template <typename scalar_t>
 void backward_group(const FftBackward<scalar_t>& a,
                     const std::vector<std::vector<BinSpan>>& spans, int64_t k0, int64_t k1,
-                    at::Tensor& dx_spectrum) {
-  const at::Tensor spectra = group_spectra(a.filters, k0, k1, a.s.n_fft);
-  const at::Tensor dy_spectrum =
-      at::fft_rfft(output_gradient(a, spans, k0, k1, spectra), a.s.n_fft, -1);   // (k, B, F)
-  if (a.grad_filters != nullptr) {
-    // corr[l] = sum_b sum_n dy[b, n] x[b, n + l]: the circular cross-correlation's first L lags,
-    // summed over the batch before the inverse transform
-    const at::Tensor corr = at::fft_irfft((dy_spectrum.conj() * a.spectrum.unsqueeze(0)).sum(1),
-                                          a.s.n_fft, -1).contiguous();
-    for (int64_t k = k0; k < k1; ++k) {
-      const scalar_t* taps = corr.const_data_ptr<scalar_t>() + (k - k0) * a.s.n_fft;
-      std::copy(taps, taps + a.s.L, a.grad_filters + k * a.s.L);
+                    BackwardSums& sums) {
+  const int64_t B = a.s.batch, F = a.s.n_fft / 2 + 1;
+  const at::Tensor spectra = group_spectra(a.filters, k0, k1, a.s.n_fft).contiguous();
+  const at::Tensor U = at::fft_rfft(gradient_rows(a, spans, k0, k1), a.s.n_fft, -1);  // (k, B, F)
+  for (int64_t k = k0; k < k1; ++k) {
+    const scalar_t* u = pairs<scalar_t>(U) + 2 * (k - k0) * B * F;
+    const scalar_t* g = pairs<scalar_t>(spectra) + 2 * (k - k0) * F;
+    const scalar_t c4 = static_cast<scalar_t>(a.c4[k]);
+    if (a.grad_filters != nullptr) {
+      correlation_spectrum(a, u, g, c4, pairs_mut<scalar_t>(sums.corr) + 2 * (k - k0) * F);
+    }
+    if (a.with_dx) {
+      add_input_spectrum(a, u, g, c4, pairs_mut<scalar_t>(sums.dx), pairs_mut<scalar_t>(sums.h));
     }
   }
-  if (a.with_dx) dx_spectrum.add_((dy_spectrum * spectra.unsqueeze(1)).sum(0));
+  if (a.grad_filters == nullptr) return;
+  // corr[l] = sum_b sum_n dy[b, n] x[b, n + l]: the circular cross-correlation's first L lags,
+  // one inverse transform per group (each call sets up its transform)
+  const at::Tensor lags =
+      at::fft_irfft(sums.corr.narrow(0, 0, k1 - k0), a.s.n_fft, -1).contiguous();
+  for (int64_t k = k0; k < k1; ++k) {
+    const scalar_t* taps = lags.const_data_ptr<scalar_t>() + (k - k0) * a.s.n_fft;
+    std::copy(taps, taps + a.s.L, a.grad_filters + k * a.s.L);
+  }
 }
 
 template <typename scalar_t>
 at::Tensor backward_kernel(const FftBackward<scalar_t>& a) {
   const auto spans = spans_per_tile(Bins{a.s.n_out, a.s.bins});
   const int64_t group = group_size(a.s.batch, a.s.K), items = tile_count(a.s.K, group);
-  const int64_t workers = worker_count(items);
-  std::vector<at::Tensor> partial(workers);
+  const int64_t workers = worker_count(items), F = a.s.n_fft / 2 + 1;
+  std::vector<BackwardSums> partial(workers);
   for_each_item(items, [&](int64_t worker, const auto& next) {
-    at::Tensor dx_spectrum = at::zeros_like(a.spectrum);
+    BackwardSums sums{at::zeros_like(a.spectrum), at::zeros({F}, a.spectrum.options()),
+                      at::empty({group, F}, a.spectrum.options())};
     for (int64_t item = next(); item >= 0; item = next()) {
-      backward_group(a, spans, item * group, std::min(a.s.K, (item + 1) * group), dx_spectrum);
+      backward_group(a, spans, item * group, std::min(a.s.K, (item + 1) * group), sums);
     }
-    partial[worker] = dx_spectrum;
+    partial[worker] = sums;
   });
   if (!a.with_dx) return at::Tensor();
-  at::Tensor total = partial[0];
-  for (int64_t p = 1; p < workers; ++p) {
-    if (partial[p].defined()) total = total + partial[p];
+  at::Tensor total, h;
+  for (const BackwardSums& p : partial) {
+    if (!p.dx.defined()) continue;
+    total = total.defined() ? total + p.dx : p.dx;
+    h = h.defined() ? h + p.h : p.h;
+  }
+  if (a.training) {
+    const int64_t n_pairs = F;
+    scalar_t* d = pairs_mut<scalar_t>(total);
+    const scalar_t *x = pairs<scalar_t>(a.spectrum), *hh = pairs<scalar_t>(h), *p = a.phase;
+    for (int64_t b = 0; b < a.s.batch; ++b) {
+#pragma omp simd
+      for (int64_t f = 0; f < n_pairs; ++f) {   // d -= phase * x * h
+        const scalar_t ph_re = p[2 * f] * hh[2 * f] - p[2 * f + 1] * hh[2 * f + 1];
+        const scalar_t ph_im = p[2 * f] * hh[2 * f + 1] + p[2 * f + 1] * hh[2 * f];
+        const scalar_t xr = x[2 * (b * F + f)], xi = x[2 * (b * F + f) + 1];
+        d[2 * (b * F + f)] -= ph_re * xr - ph_im * xi;
+        d[2 * (b * F + f) + 1] -= ph_re * xi + ph_im * xr;
+      }
+    }
   }
   // dx[i] = sum_k sum_n dy_k[n] g_k[i - n]: the full convolutions, n_out + L - 1 = n <= n_fft
   return at::fft_irfft(total, a.s.n_fft, -1).narrow(1, 0, a.s.n).contiguous();
+}
+
+// The circular convolution's outputs off the valid range, (B, K, n_fft - n_out): positions
+// n..n_fft-1 and 0..L-2 of x zero-padded to n_fft, i.e. the valid correlation of
+// (x[n_out:], zeros, x[:L-1]) with the (symmetric) filters.
+at::Tensor wrapped_outputs(const at::Tensor& signal, const at::Tensor& filters, int64_t n_fft) {
+  const int64_t L = filters.size(1), n = signal.size(1), n_out = n - L + 1;
+  if (n_fft == n_out) return at::empty({signal.size(0), filters.size(0), 0}, signal.options());
+  const at::Tensor around = at::cat({signal.narrow(1, n_out, L - 1),
+                                     at::zeros({signal.size(0), n_fft - n}, signal.options()),
+                                     signal.narrow(1, 0, L - 1)}, 1);
+  return fold_correlate(around, filters.narrow(1, 0, L / 2 + 1).contiguous());
+}
+
+// phase (F pairs) = exp(2 pi i f (L - 1) / n_fft) and power (F) = sum_b |X_b|^2.
+template <typename scalar_t>
+std::pair<at::Tensor, at::Tensor> shift_and_power(const at::Tensor& spectrum, int64_t L,
+                                                  int64_t n_fft) {
+  const int64_t F = n_fft / 2 + 1;
+  const at::Tensor angle = at::arange(F, spectrum.options().dtype(at::kDouble)) *
+                           (2.0 * M_PI * double(L - 1) / double(n_fft));
+  const at::Tensor phase = at::polar(at::ones_like(angle), angle).to(spectrum.scalar_type());
+  const at::Tensor power = at::real(spectrum * spectrum.conj()).sum(0).contiguous();
+  return {phase.contiguous(), power};
 }
 
 FftShape fft_shape(const at::Tensor& spectrum, const at::Tensor& filters, int64_t n, int64_t n_fft,
@@ -292,11 +417,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> fft_filte
 }
 
 std::tuple<at::Tensor, at::Tensor> fft_filterbank_backward(
-    const at::Tensor& spectrum, const at::Tensor& filters, int64_t n, int64_t n_fft,
-    const at::Tensor& bin_grad, const at::Tensor& mask_bits, const at::Tensor& c,
+    const at::Tensor& signal, const at::Tensor& spectrum, const at::Tensor& filters,
+    int64_t n_fft, const at::Tensor& bin_grad, const at::Tensor& mask_bits, const at::Tensor& c,
     const at::Tensor& c3, const at::Tensor& c4, bool training, bool with_filters, bool with_dx) {
+  const int64_t n = signal.size(-1);
   const FftShape s = fft_shape(spectrum, filters, n, n_fft, bin_grad.size(-1));
   const auto real = spectrum.options().dtype(c10::toRealValueType(spectrum.scalar_type()));
+  TORCH_CHECK(signal.dim() == 2 && signal.size(0) == s.batch && signal.scalar_type() ==
+                  real.dtype().toScalarType(),
+              "signal must be the (B, N) clips the spectrum was taken of, in its real dtype");
   const at::Tensor w = bin_grad.to(real.dtype()).contiguous();
   const at::Tensor mask = mask_bits.contiguous();
   TORCH_CHECK(w.sizes() == at::IntArrayRef({s.batch, s.K, s.bins}), "bin_grad must be (B, K, P)");
@@ -305,13 +434,19 @@ std::tuple<at::Tensor, at::Tensor> fft_filterbank_backward(
               "mask_bits must be uint8 (B, K, ceil(N_out / 8))");
   const at::Tensor cs = as_double(c, s.K), c3s = as_double(c3, s.K), c4s = as_double(c4, s.K);
   at::Tensor grad_filters = at::empty({s.K, s.L}, real);
-  at::Tensor grad_x;
+  at::Tensor grad_x, wrap, phase, power;
   AT_DISPATCH_FLOATING_TYPES(real.dtype().toScalarType(), "fft_filterbank_backward", [&] {
-    grad_x = backward_kernel<scalar_t>({s, spectrum, filters, training, w.data_ptr<scalar_t>(),
-                                        mask.data_ptr<uint8_t>(), cs.data_ptr<double>(),
-                                        c3s.data_ptr<double>(), c4s.data_ptr<double>(),
-                                        with_filters ? grad_filters.data_ptr<scalar_t>() : nullptr,
-                                        with_dx});
+    if (training) {
+      wrap = wrapped_outputs(signal.contiguous(), filters, n_fft);
+      std::tie(phase, power) = shift_and_power<scalar_t>(spectrum, s.L, n_fft);
+    }
+    grad_x = backward_kernel<scalar_t>(
+        {s, spectrum, filters, training, w.data_ptr<scalar_t>(), mask.data_ptr<uint8_t>(),
+         cs.data_ptr<double>(), c3s.data_ptr<double>(), c4s.data_ptr<double>(),
+         training ? wrap.const_data_ptr<scalar_t>() : nullptr,
+         training ? pairs<scalar_t>(phase) : nullptr,
+         training ? power.const_data_ptr<scalar_t>() : nullptr,
+         with_filters ? grad_filters.data_ptr<scalar_t>() : nullptr, with_dx});
   });
   return {grad_filters, grad_x};
 }

@@ -90,16 +90,15 @@ void forward_tile(const ForwardArgs<scalar_t>& a, const Bins& bins, const Tiling
                     a.beta[k]);
     for (const TileBin& tb : spans) {
       const int64_t lo = tb.span.lo - own, hi = tb.span.hi - own;
-      double sums[3] = {segment_sum(s.terms.active.data(), lo, hi),
-                        segment_sum(s.terms.count.data(), lo, hi),
-                        segment_sum(s.terms.normalised.data(), lo, hi)};
+      double sums[3] = {0, 0, 0};
+      s.terms.add_sums(lo, hi, sums);
       if (tb.slot < 0) {
         store_bin(a, bins, row, tb.span.bin, sums);
       } else {
         std::copy(sums, sums + 3, partial + ((row * tiling.count + j) * 2 + tb.slot) * 3);
       }
     }
-    write_mask(s.terms.flags.data(), t_own, a.mask + row * width + tiling.own_lo(j) / 8);
+    s.terms.write_mask(t_own, a.mask + row * width + tiling.own_lo(j) / 8);
   }
 }
 

@@ -47,11 +47,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> fft_filte
     const at::Tensor& bias, double eps, int64_t pool_bins, bool training);
 
 // Backward with dy = c dz + c3 - c4 y per filter (c dz when not training): the filter gradient
-// (K, L) and the input gradient (B, N), both heavy products by FFT; with_filters / with_dx false
-// skip that product (its result is then undefined / an undefined tensor).
+// (K, L) and the input gradient (B, N), both heavy products by FFT, from the clips signal (B, N)
+// and their spectrum; y is not recomputed (its terms are taken in the frequency domain, see
+// fft_filters.cpp). with_filters / with_dx false skip that product (its result is then
+// undefined / an undefined tensor).
 std::tuple<at::Tensor, at::Tensor> fft_filterbank_backward(
-    const at::Tensor& spectrum, const at::Tensor& filters, int64_t n, int64_t n_fft,
-    const at::Tensor& bin_grad, const at::Tensor& mask_bits, const at::Tensor& c,
+    const at::Tensor& signal, const at::Tensor& spectrum, const at::Tensor& filters,
+    int64_t n_fft, const at::Tensor& bin_grad, const at::Tensor& mask_bits, const at::Tensor& c,
     const at::Tensor& c3, const at::Tensor& c4, bool training, bool with_filters, bool with_dx);
 
 }  // namespace sincfb_cpu

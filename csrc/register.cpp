@@ -21,7 +21,7 @@ TORCH_LIBRARY(sincfb_cpu, m) {
       "Tensor var, Tensor weight, Tensor bias, float eps, int pool_bins, bool training) -> "
       "(Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
-      "fft_filterbank_backward(Tensor spectrum, Tensor filters, int n, int n_fft, "
+      "fft_filterbank_backward(Tensor signal, Tensor spectrum, Tensor filters, int n_fft, "
       "Tensor bin_grad, Tensor mask_bits, Tensor c, Tensor c3, Tensor c4, bool training, "
       "bool with_filters=True, bool with_dx=True) -> "
       "(Tensor, Tensor)");

@@ -42,7 +42,7 @@ from typing import Optional
 import torch
 
 __all__ = ["SOURCE_DIR", "SOURCES", "INSTRUCTION_SETS", "cache_dir", "instruction_set",
-           "compiler_flags", "extension_name", "build_directory", "load_cpu_extension",
+           "compiler_flags", "kernel_digest", "extension_name", "build_directory", "load_cpu_extension",
            "build_error", "reset"]
 
 SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
@@ -113,8 +113,9 @@ def compiler_flags(isa: Optional[str] = None) -> list[str]:
     different machines) and no -ffast-math (it breaks NaN semantics). -ffp-contract=off keeps
     ``zhat * gamma + beta`` rounded as the reference rounds it, and the same in every pass that
     decides the ReLU mask. The GEMMs run in torch's BLAS, which picks its own instruction set at
-    run time."""
-    flags = ["-O3", "-fopenmp", "-fno-math-errno", "-ffp-contract=off"]
+    run time. -fno-trapping-math lets GCC turn the epilogue's selects into vector blends (it
+    assumes no floating-point exception traps, which torch never enables; no result changes)."""
+    flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
     if (isa or instruction_set()) == "avx2":
         flags += ["-mavx2", "-mfma"]
     return flags
@@ -133,6 +134,22 @@ def _compiler() -> str:
     return f"{command}: {result.stdout.splitlines()[0] if result.stdout else '?'}"
 
 
+def _digest_sources(digest) -> None:
+    for name in SOURCES + _HEADERS:
+        digest.update(name.encode())
+        digest.update((SOURCE_DIR / name).read_bytes())
+
+
+def kernel_digest(isa: Optional[str] = None) -> str:
+    """12 hex digits of the C++ sources and headers and the compiler flags: what makes two builds
+    compute the same way (wherever they are built). ``auto``'s calibration keys its measured
+    choices by it, so a change of the kernels re-times them."""
+    digest = hashlib.sha256()
+    _digest_sources(digest)
+    digest.update(b"\0" + " ".join(compiler_flags(isa)).encode())
+    return digest.hexdigest()[:12]
+
+
 def extension_name(isa: Optional[str] = None, compiler: Optional[str] = None) -> str:
     """``sincfb_cpu_<digest>``. The digest covers every input of the build: the sources and
     headers, the folder they are in (torch's build file holds absolute paths, so two checkouts
@@ -140,9 +157,7 @@ def extension_name(isa: Optional[str] = None, compiler: Optional[str] = None) ->
     torch version."""
     digest = hashlib.sha256()
     digest.update(str(SOURCE_DIR).encode())
-    for name in SOURCES + _HEADERS:
-        digest.update(name.encode())
-        digest.update((SOURCE_DIR / name).read_bytes())
+    _digest_sources(digest)
     for part in (" ".join(compiler_flags(isa)), compiler or _compiler(), _machine(),
                  torch.__version__):
         digest.update(b"\0" + part.encode())

@@ -7,8 +7,8 @@ L = 501 in training and from L = 251 in eval at B = 32 (BENCHMARKS.md). So, as c
 benchmark mode does, the first time 'auto' meets a large enough problem it times every
 candidate backend (those the static rule would rank) on that shape, a forward and backward each
 after a warm-up, and keeps the fastest; the choice is cached on disk, keyed by the device model,
-the instruction sets (sincfb's build and ATen's), the thread count and the versions, so
-later processes only read it.
+the instruction sets (sincfb's build and ATen's), the C++ kernels' digest, the thread count
+and the versions, so later processes only read it.
 
 Under ``torch.compile`` the shape may be symbolic, so 'auto' follows the static rule there.
 ``SINCFB_AUTO`` fixes the choice for reproducible runs: ``calibrate`` (default), ``static``
@@ -105,6 +105,8 @@ def _machine_key(device_type: str) -> str:
         # ATen's vector path (ATEN_CPU_CAPABILITY can force AVX2 on an AVX-512 CPU): the naive
         # parts of the op and the FFT's pointwise work run on it, so it changes the timings
         model += f" aten={torch.backends.cpu.get_cpu_capability()}"
+        # the C++ kernels' sources and flags: a change of the kernels re-times the choices
+        model += f" kernels={_build.kernel_digest()}"
     return (f"{device_type}: {model}; threads={torch.get_num_threads()}; "
             f"torch {torch.__version__}; sincfb {__version__}")
 

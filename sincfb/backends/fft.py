@@ -229,7 +229,8 @@ def fft_backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean, var, mask_b
     ops = _cpu_kernels(x.device)
     if ops and (need_input or need_filters):
         grad_filters, grad_x = ops.fft_filterbank_backward(
-            s.spectrum, s.filters.to(s.dtype), s.n, s.n_fft, w, mask_bits, c, c3, c4,
+            s.signal.contiguous(), s.spectrum, s.filters.to(s.dtype), s.n_fft, w, mask_bits, c,
+            c3, c4,
             cfg.training, need_filters, need_input)
     elif need_input or need_filters:
         grad_filters, grad_x = _chunked_backward(s, w, mask_bits, (c, c3, c4), cfg.training,

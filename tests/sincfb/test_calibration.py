@@ -142,3 +142,21 @@ def test_a_cache_shared_between_cpu_kinds_keeps_their_choices_apart():
                                            "ATEN_CPU_CAPABILITY": capability}).stdout.strip()
             for capability in ("avx2", "default")}
     assert len(keys) == 2 and any("aten=AVX2" in key for key in keys)
+
+
+def test_a_change_of_the_kernels_retimes_the_choices(monkeypatch, tmp_path):
+    """Choices timed with one version of the C++ kernels do not decide for another: the cache key
+    carries the digest of their sources and flags, which changes with any source byte."""
+    from sincfb import _build
+
+    before = calibration._machine_key("cpu")
+    assert f"kernels={_build.kernel_digest()}" in before
+    for name in _build.SOURCES:
+        (tmp_path / name).write_bytes((_build.SOURCE_DIR / name).read_bytes())
+    for name in _build._HEADERS:
+        (tmp_path / name).write_bytes((_build.SOURCE_DIR / name).read_bytes())
+    monkeypatch.setattr(_build, "SOURCE_DIR", tmp_path)
+    assert calibration._machine_key("cpu") == before      # the folder is not part of it
+    edited = tmp_path / _build.SOURCES[0]
+    edited.write_bytes(edited.read_bytes() + b"\n// edited\n")
+    assert calibration._machine_key("cpu") != before
