@@ -12,7 +12,13 @@ filter is O(N log N) whatever the filter length; memory is bounded by the chunk 
 Two implementations of those steps: plain tensor ops chunked over filters (CUDA, and the CPU
 without the C++ extension; :data:`CHUNK_ELEMENTS` bounds a chunk), and on the CPU the C++ kernels
 of ``sincfb/csrc/fft_filters.cpp`` (the same steps per group of filters, scheduled dynamically
-over threads, see :data:`USE_CPP_KERNELS`).
+over threads, see :data:`USE_CPP_KERNELS`). The C++ backward does not recompute ``y``: with
+``n_fft`` points, ``y`` on the valid positions is the circular convolution shifted by ``L - 1``
+less its ``n_fft - N_out`` outputs off that range, so ``rfft(dy) = rfft(u) - c4 phase X G`` where
+``u`` holds ``c dz + c3`` on the valid positions and ``c4`` times those few outputs (one small
+direct product) elsewhere; both products that use ``rfft(dy)`` take the second term in closed
+form (``sum_b |X_b|^2`` and ``sum_k c4_k G_k^2``). That saves one inverse transform per (clip,
+filter) in training.
 
 """
 from __future__ import annotations
