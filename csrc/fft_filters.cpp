@@ -81,8 +81,8 @@ struct FftForward {
   double eps;
   const double *mean_in, *var_in, *gamma, *beta;   // (K,); means/variances used in eval mode
   scalar_t* out;                // (B, K, P)
-  uint8_t* mask;                // (B, K, ceil(n_out / 8))
-  scalar_t* stats;              // (2, B, K, P)
+  uint8_t* mask;                // (B, K, ceil(n_out / 8)), or null: not kept
+  scalar_t* stats;              // (2, B, K, P), or null: not kept
   double *mean_out, *var_out;   // (K,)
 };
 
@@ -100,12 +100,13 @@ void forward_row(const FftForward<scalar_t>& a, const Bins& bins,
     const int64_t u0 = int64_t(tile) * kTile, t = std::min(kTile, a.s.n_out - u0);
     terms.compute(y + u0, t, mu, rstd, gamma, beta);
     for (const BinSpan& sp : spans[tile]) terms.add_sums(sp.lo, sp.hi, &sums[3 * sp.bin]);
-    terms.write_mask(t, a.mask + row * width + u0 / 8);
+    if (a.mask != nullptr) terms.write_mask(t, a.mask + row * width + u0 / 8);
   }
   const int64_t plane = a.s.batch * a.s.K * P;
   for (int64_t i = 0; i < P; ++i) {
     const double size = double(bins.end(i) - bins.start(i));
     a.out[row * P + i] = static_cast<scalar_t>(sums[3 * i] / size);
+    if (a.stats == nullptr) continue;
     a.stats[row * P + i] = static_cast<scalar_t>(sums[3 * i + 1]);
     a.stats[plane + row * P + i] = static_cast<scalar_t>(sums[3 * i + 2]);
   }
@@ -396,21 +397,23 @@ at::Tensor as_double(const at::Tensor& v, int64_t K) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> fft_filterbank_forward(
     const at::Tensor& spectrum, const at::Tensor& filters, int64_t n, int64_t n_fft,
     const at::Tensor& mean, const at::Tensor& var, const at::Tensor& weight,
-    const at::Tensor& bias, double eps, int64_t pool_bins, bool training) {
+    const at::Tensor& bias, double eps, int64_t pool_bins, bool training, bool keep_saved) {
   const FftShape s = fft_shape(spectrum, filters, n, n_fft, pool_bins);
   const auto real = spectrum.options().dtype(c10::toRealValueType(spectrum.scalar_type()));
   const at::Tensor mu = as_double(mean, s.K), v = as_double(var, s.K);
   const at::Tensor gamma = as_double(weight, s.K), beta = as_double(bias, s.K);
   at::Tensor out = at::empty({s.batch, s.K, pool_bins}, real);
-  at::Tensor mask = at::empty({s.batch, s.K, (s.n_out + 7) / 8}, real.dtype(at::kByte));
-  at::Tensor stats = at::empty({2, s.batch, s.K, pool_bins}, real);
+  const int64_t width = keep_saved ? (s.n_out + 7) / 8 : 0, kept_bins = keep_saved ? pool_bins : 0;
+  at::Tensor mask = at::empty({s.batch, s.K, width}, real.dtype(at::kByte));
+  at::Tensor stats = at::empty({2, s.batch, s.K, kept_bins}, real);
   at::Tensor mean_out = at::empty({s.K}, real.dtype(at::kDouble));
   at::Tensor var_out = at::empty({s.K}, real.dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(real.dtype().toScalarType(), "fft_filterbank_forward", [&] {
     forward_kernel<scalar_t>({s, spectrum, filters, training, eps, mu.data_ptr<double>(),
                               v.data_ptr<double>(), gamma.data_ptr<double>(),
                               beta.data_ptr<double>(), out.data_ptr<scalar_t>(),
-                              mask.data_ptr<uint8_t>(), stats.data_ptr<scalar_t>(),
+                              keep_saved ? mask.data_ptr<uint8_t>() : nullptr,
+                              keep_saved ? stats.data_ptr<scalar_t>() : nullptr,
                               mean_out.data_ptr<double>(), var_out.data_ptr<double>()});
   });
   return {out, mask, stats, mean_out, var_out};

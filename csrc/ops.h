@@ -40,11 +40,12 @@ void filterbank_backward(const at::Tensor& bin_grad, const at::Tensor& x,
 // rfft (B, n_fft / 2 + 1) of the clips (n_fft >= N), complex64 for float32 data and complex128
 // for float64; filters the (K, L) taps in the matching real dtype.
 // Forward: (out, mask_bits, bin_stats, mean, var), the statistics float64 (K,): the batch ones in
-// training, the given running ones otherwise.
+// training, the given running ones otherwise. keep_saved false: mask_bits and bin_stats (what
+// only the backward reads) come back empty, (B, K, 0) and (2, B, K, 0).
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> fft_filterbank_forward(
     const at::Tensor& spectrum, const at::Tensor& filters, int64_t n, int64_t n_fft,
     const at::Tensor& mean, const at::Tensor& var, const at::Tensor& weight,
-    const at::Tensor& bias, double eps, int64_t pool_bins, bool training);
+    const at::Tensor& bias, double eps, int64_t pool_bins, bool training, bool keep_saved);
 
 // Backward with dy = c dz + c3 - c4 y per filter (c dz when not training): the filter gradient
 // (K, L) and the input gradient (B, N), both heavy products by FFT, from the clips signal (B, N)

@@ -18,7 +18,8 @@ TORCH_LIBRARY(sincfb_cpu, m) {
       "Tensor(a!) corr, Tensor(b!) grad_x, bool with_corr=True, bool with_dx=True) -> ()");
   m.def(
       "fft_filterbank_forward(Tensor spectrum, Tensor filters, int n, int n_fft, Tensor mean, "
-      "Tensor var, Tensor weight, Tensor bias, float eps, int pool_bins, bool training) -> "
+      "Tensor var, Tensor weight, Tensor bias, float eps, int pool_bins, bool training, "
+      "bool keep_saved=True) -> "
       "(Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "fft_filterbank_backward(Tensor signal, Tensor spectrum, Tensor filters, int n_fft, "

@@ -80,26 +80,37 @@ def _filterbank(x: Tensor, low_hz_: Tensor, band_hz_: Tensor, weight: Optional[T
                 bias: Optional[Tensor], running_mean: Optional[Tensor],
                 running_var: Optional[Tensor], kernel_size: int, sample_rate: float,
                 min_low_hz: float, min_band_hz: float, pool_bins: int, training: bool, eps: float,
-                backend: str, precision: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                backend: str, precision: str, keep_saved: bool = True
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     cfg = FilterbankConfig(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins, training,
-                           eps, precision)
+                           eps, precision, keep_saved)
     weight, bias = _affine(x, low_hz_, weight, bias, running_mean)
     with _no_autocast(x):
-        return get_backend(backend).forward(x, low_hz_, band_hz_, weight, bias, running_mean,
-                                            running_var, cfg)
+        out, mean, var, mask_bits, bin_stats = get_backend(backend).forward(
+            x, low_hz_, band_hz_, weight, bias, running_mean, running_var, cfg)
+    if not keep_saved:   # whatever the backend made of them, nobody will read them
+        mask_bits, bin_stats = _empty_saved(x, low_hz_.shape[0])
+    return out, mean, var, mask_bits, bin_stats
+
+
+def _empty_saved(x: Tensor, channels: int) -> tuple[Tensor, Tensor]:
+    """The ``keep_saved=False`` stand-ins for mask bits and bin statistics: (B, K, 0), (2, B, K, 0)."""
+    return (x.new_empty(x.shape[0], channels, 0, dtype=torch.uint8),
+            x.new_empty(2, x.shape[0], channels, 0, dtype=bin_stats_dtype(x.dtype)))
 
 
 @_filterbank.register_fake
 def _filterbank_fake(x, low_hz_, band_hz_, weight, bias, running_mean, running_var, kernel_size,
                      sample_rate, min_low_hz, min_band_hz, pool_bins, training, eps, backend,
-                     precision):
+                     precision, keep_saved=True):
     batch, channels = x.shape[0], low_hz_.shape[0]
     n_out = x.shape[-1] - kernel_size + 1
     stats = _statistics_dtype(x, weight, bias, running_mean)
+    saved = (_empty_saved(x, channels) if not keep_saved else
+             (x.new_empty(batch, channels, packed_mask_width(n_out), dtype=torch.uint8),
+              x.new_empty(2, batch, channels, pool_bins, dtype=bin_stats_dtype(x.dtype))))
     return (x.new_empty(batch, channels, pool_bins),
-            x.new_empty(channels, dtype=stats), x.new_empty(channels, dtype=stats),
-            x.new_empty(batch, channels, packed_mask_width(n_out), dtype=torch.uint8),
-            x.new_empty(2, batch, channels, pool_bins, dtype=bin_stats_dtype(x.dtype)))
+            x.new_empty(channels, dtype=stats), x.new_empty(channels, dtype=stats), *saved)
 
 
 @torch.library.custom_op("sincfb::filterbank_backward", mutates_args=())
@@ -138,7 +149,8 @@ def _setup_context(ctx, inputs, output):
     ctx.affine_given = (weight is not None, bias is not None)
     weight, bias = _affine(x, low_hz_, weight, bias, running_mean)
     ctx.save_for_backward(x, low_hz_, band_hz_, weight, bias, mean, var, mask_bits, bin_stats)
-    ctx.scalars = inputs[7:]
+    ctx.scalars = inputs[7:7 + len(_SCALAR_ARGS)]
+    ctx.keep_saved = len(inputs) <= 7 + len(_SCALAR_ARGS) or bool(inputs[-1])
     ctx.mark_non_differentiable(mean, var, mask_bits, bin_stats)
 
 
@@ -147,6 +159,10 @@ def _backward(ctx, grad_out, *_unused_grads):
     transposed product is skipped), frozen cut-offs no filter gradient (the filter-gradient
     product is skipped); a frozen or missing BatchNorm affine gets None (its gradient is a
     by-product of the bin sums)."""
+    if not ctx.keep_saved:
+        raise RuntimeError("sincfb::filterbank ran with keep_saved=False and kept no data for "
+                           "its backward; filterbank_step passes False only when no gradient "
+                           "is wanted")
     needs = ctx.needs_input_grad
     need_input, need_filters = needs[0], needs[1] or needs[2]
     grads = torch.ops.sincfb.filterbank_backward(grad_out.contiguous(), *ctx.saved_tensors,
@@ -154,7 +170,7 @@ def _backward(ctx, grad_out, *_unused_grads):
     weight_given, bias_given = ctx.affine_given   # a None input takes a None gradient
     wanted = (need_input, needs[1], needs[2], needs[3] and weight_given, needs[4] and bias_given)
     return (tuple(g if want else None for g, want in zip(grads, wanted))
-            + (None, None) + (None,) * len(_SCALAR_ARGS))
+            + (None, None) + (None,) * (len(_SCALAR_ARGS) + 1))   # + keep_saved
 
 
 _filterbank.register_autograd(_backward, setup_context=_setup_context)
@@ -258,10 +274,14 @@ def filterbank_step(x, low_hz_, band_hz_, weight, bias, running_mean, running_va
         x.shape[0], x.shape[-1], low_hz_.shape[0], kernel_size, pool_bins,
         str(x.dtype).removeprefix("torch."), training)
     backend = resolve_backend(backend, x.device.type, kernel_size, problem)
+    # Without a gradient to compute (inference, or nothing requires one) the backward's saved
+    # data (mask bits, bin statistics: B K (N_out / 8 + 8 P) bytes) need not be made
+    wants_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, low_hz_, band_hz_, weight, bias))
     out, mean, var, _, _ = torch.ops.sincfb.filterbank(
         x.contiguous(), low_hz_, band_hz_, weight, bias, running_mean, running_var, kernel_size,
         float(sample_rate), float(min_low_hz), float(min_band_hz), pool_bins, training, eps,
-        backend, precision)
+        backend, precision, wants_grad)
     if raise_on_nonfinite:
         check_finite(out, mean, var, training, x=x, weight=weight, bias=bias,
                      running_mean=running_mean, running_var=running_var)

@@ -41,6 +41,9 @@ class FilterbankConfig(NamedTuple):
     training: bool          # True: normalise with batch statistics
     eps: float
     precision: str          # one of PRECISIONS
+    # False: no backward will run (no gradient is wanted), so the mask bits and bin statistics
+    # are not needed; a backend may then leave them out (the op returns empty ones either way)
+    keep_saved: bool = True
 
 
 @dataclass(frozen=True)

@@ -64,4 +64,6 @@ def recompute_nonfinite_clips(out, mask_bits, bin_stats, x, low_hz_, band_hz_, w
     for b in bad.nonzero().flatten().tolist():
         clip = get_backend("reference").forward(x[b:b + 1], low_hz_, band_hz_, weight, bias,
                                                 running_mean, running_var, cfg)
-        out[b], mask_bits[b], bin_stats[:, b] = clip[0][0], clip[3][0], clip[4][:, 0]
+        out[b] = clip[0][0]
+        if mask_bits.shape[-1]:   # empty when the backend kept no saved data (keep_saved)
+            mask_bits[b], bin_stats[:, b] = clip[3][0], clip[4][:, 0]

@@ -155,7 +155,7 @@ def _cpu_forward(ops, s: _Setup, weight, bias, running_mean, running_var, cfg: F
                                          cfg.training)
     out, mask_bits, bin_stats, mean, var = ops.fft_filterbank_forward(
         s.spectrum, s.filters.to(s.dtype), s.n, s.n_fft, mean_in, var_in, weight.detach(),
-        bias.detach(), cfg.eps, cfg.pool_bins, cfg.training)
+        bias.detach(), cfg.eps, cfg.pool_bins, cfg.training, cfg.keep_saved)
     if cfg.training:
         return out, mean.to(weight.dtype), var.to(weight.dtype), mask_bits, bin_stats
     return out, running_mean.clone(), running_var.clone(), mask_bits, bin_stats

@@ -97,3 +97,28 @@ def test_meta_tensors_propagate_shapes():
     layer = FusedSincFilterbank(4, 15, pool_bins=8).to("meta")
     out = layer(torch.empty(3, 1, 100, device="meta"))
     assert out.shape == (3, 4, 8) and out.device.type == "meta"
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu", "fft"])
+@pytest.mark.parametrize("training", [True, False])
+def test_without_a_gradient_the_saved_data_is_left_out(backend, training):
+    """keep_saved=False (what filterbank_step passes under no_grad, or when nothing requires a
+    gradient) gives the same output and statistics, empty mask bits and bin statistics, passes
+    opcheck, and a backward through it fails with a clear error instead of a wrong gradient."""
+    layer = randomise_bank(FusedSincFilterbank(6, 31, pool_bins=11, backend=backend))
+    x = torch.randn(3, 1, 400)
+    kept = torch.ops.sincfb.filterbank(*op_args(layer, x, training, backend))
+    left_out = torch.ops.sincfb.filterbank(*op_args(layer, x, training, backend), False)
+    for a, b in zip(kept[:3], left_out[:3]):
+        assert torch.equal(a, b)
+    assert left_out[3].shape == (3, 6, 0) and left_out[3].dtype == torch.uint8
+    assert left_out[4].shape == (2, 3, 6, 0)
+    no_grad_args = tuple(a.detach() if isinstance(a, torch.Tensor) else a
+                         for a in op_args(layer, x, training, backend))
+    torch.library.opcheck(torch.ops.sincfb.filterbank.default, no_grad_args + (False,))
+    with torch.no_grad():   # the layer's own path: the same output as with a graph
+        assert torch.equal(layer.train(training)(x), layer(x.clone().requires_grad_()).detach())
+    out = torch.ops.sincfb.filterbank(*op_args(layer, x.requires_grad_(), training, backend),
+                                      False)[0]
+    with pytest.raises(RuntimeError, match="keep_saved=False"):
+        out.sum().backward()
