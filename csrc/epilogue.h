@@ -124,7 +124,9 @@ void relu_mask_gradient_tile(const scalar_t* w_row, const std::vector<BinSpan>& 
 #pragma omp simd
     for (int64_t j = s.lo; j < s.hi; ++j) dz[j] += value;
   }
-  for (int64_t j0 = 0; j0 < t; j0 += 8) std::memcpy(flag + j0, &kByteFlags.spread[bytes[j0 >> 3]], 8);
+  for (int64_t j0 = 0; j0 < t; j0 += 8) {
+    std::memcpy(flag + j0, &kByteFlags.spread[bytes[j0 >> 3]], 8);
+  }
 #pragma omp simd
   for (int64_t j = 0; j < t; ++j) dz[j] = flag[j] ? dz[j] : scalar_t(0);
 }

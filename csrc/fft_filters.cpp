@@ -162,6 +162,19 @@ scalar_t* pairs_mut(at::Tensor& t) {
   return reinterpret_cast<scalar_t*>(t.data_ptr());
 }
 
+// out[f] += a[f] * b[f] (conj(a[f]) * b[f] when conj_a) over F complex pairs, scaled by s.
+template <bool conj_a, typename scalar_t>
+inline void add_products(const scalar_t* a, const scalar_t* b, int64_t F, scalar_t s,
+                         scalar_t* __restrict out) {
+  const scalar_t sign = conj_a ? scalar_t(-1) : scalar_t(1);
+#pragma omp simd
+  for (int64_t f = 0; f < F; ++f) {
+    const scalar_t ar = a[2 * f], ai = sign * a[2 * f + 1], br = b[2 * f], bi = b[2 * f + 1];
+    out[2 * f] += s * (ar * br - ai * bi);
+    out[2 * f + 1] += s * (ar * bi + ai * br);
+  }
+}
+
 template <typename scalar_t>
 struct FftBackward {
   FftShape s;
@@ -229,18 +242,12 @@ void correlation_spectrum(const FftBackward<scalar_t>& a, const scalar_t* U, con
   const scalar_t* X = pairs<scalar_t>(a.spectrum);
   std::fill(out, out + 2 * F, scalar_t(0));
   for (int64_t b = 0; b < a.s.batch; ++b) {
-    const scalar_t* u = U + 2 * b * F;
-    const scalar_t* x = X + 2 * b * F;
-#pragma omp simd
-    for (int64_t f = 0; f < F; ++f) {
-      out[2 * f] += u[2 * f] * x[2 * f] + u[2 * f + 1] * x[2 * f + 1];
-      out[2 * f + 1] += u[2 * f] * x[2 * f + 1] - u[2 * f + 1] * x[2 * f];
-    }
+    add_products<true>(U + 2 * b * F, X + 2 * b * F, F, scalar_t(1), out);
   }
   if (!a.training) return;
   const scalar_t *p = a.phase, *power = a.power;
 #pragma omp simd
-  for (int64_t f = 0; f < F; ++f) {
+  for (int64_t f = 0; f < F; ++f) {   // out -= c4 conj(phase G) power, power real
     const scalar_t pg_re = p[2 * f] * G[2 * f] - p[2 * f + 1] * G[2 * f + 1];
     const scalar_t pg_im = p[2 * f] * G[2 * f + 1] + p[2 * f + 1] * G[2 * f];
     out[2 * f] -= c4 * pg_re * power[f];
@@ -255,20 +262,9 @@ void add_input_spectrum(const FftBackward<scalar_t>& a, const scalar_t* U, const
                         scalar_t c4, scalar_t* __restrict dx, scalar_t* __restrict h) {
   const int64_t F = a.s.n_fft / 2 + 1;
   for (int64_t b = 0; b < a.s.batch; ++b) {
-    const scalar_t* u = U + 2 * b * F;
-    scalar_t* __restrict d = dx + 2 * b * F;
-#pragma omp simd
-    for (int64_t f = 0; f < F; ++f) {
-      d[2 * f] += u[2 * f] * G[2 * f] - u[2 * f + 1] * G[2 * f + 1];
-      d[2 * f + 1] += u[2 * f] * G[2 * f + 1] + u[2 * f + 1] * G[2 * f];
-    }
+    add_products<false>(U + 2 * b * F, G, F, scalar_t(1), dx + 2 * b * F);
   }
-  if (!a.training) return;
-#pragma omp simd
-  for (int64_t f = 0; f < F; ++f) {
-    h[2 * f] += c4 * (G[2 * f] * G[2 * f] - G[2 * f + 1] * G[2 * f + 1]);
-    h[2 * f + 1] += c4 * (scalar_t(2) * G[2 * f] * G[2 * f + 1]);
-  }
+  if (a.training) add_products<false>(G, G, F, c4, h);
 }
 
 // Per-worker buffers of the backward: the input-gradient spectrum (B, F), h (F) and the
@@ -328,19 +324,13 @@ at::Tensor backward_kernel(const FftBackward<scalar_t>& a) {
     total = total.defined() ? total + p.dx : p.dx;
     h = h.defined() ? h + p.h : p.h;
   }
-  if (a.training) {
-    const int64_t n_pairs = F;
-    scalar_t* d = pairs_mut<scalar_t>(total);
-    const scalar_t *x = pairs<scalar_t>(a.spectrum), *hh = pairs<scalar_t>(h), *p = a.phase;
+  if (a.training) {   // total -= phase h X, per clip
+    at::Tensor shifted = at::zeros_like(h);
+    add_products<false>(a.phase, pairs<scalar_t>(h), F, scalar_t(1), pairs_mut<scalar_t>(shifted));
+    const scalar_t* x = pairs<scalar_t>(a.spectrum);
     for (int64_t b = 0; b < a.s.batch; ++b) {
-#pragma omp simd
-      for (int64_t f = 0; f < n_pairs; ++f) {   // d -= phase * x * h
-        const scalar_t ph_re = p[2 * f] * hh[2 * f] - p[2 * f + 1] * hh[2 * f + 1];
-        const scalar_t ph_im = p[2 * f] * hh[2 * f + 1] + p[2 * f + 1] * hh[2 * f];
-        const scalar_t xr = x[2 * (b * F + f)], xi = x[2 * (b * F + f) + 1];
-        d[2 * (b * F + f)] -= ph_re * xr - ph_im * xi;
-        d[2 * (b * F + f) + 1] -= ph_re * xi + ph_im * xr;
-      }
+      add_products<false>(pairs<scalar_t>(shifted), x + 2 * b * F, F, scalar_t(-1),
+                          pairs_mut<scalar_t>(total) + 2 * b * F);
     }
   }
   // dx[i] = sum_k sum_n dy_k[n] g_k[i - n]: the full convolutions, n_out + L - 1 = n <= n_fft
