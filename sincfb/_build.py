@@ -42,8 +42,8 @@ from typing import Optional
 import torch
 
 __all__ = ["SOURCE_DIR", "SOURCES", "INSTRUCTION_SETS", "cache_dir", "instruction_set",
-           "compiler_flags", "kernel_digest", "extension_name", "build_directory", "load_cpu_extension",
-           "build_error", "reset"]
+           "compiler_flags", "kernel_digest", "extension_name", "build_directory",
+           "load_cpu_extension", "build_error", "reset"]
 
 SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("products.cpp", "filterbank.cpp", "fft_filters.cpp", "register.cpp")

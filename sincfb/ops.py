@@ -20,10 +20,10 @@ Only ``out`` is differentiable; the other four are what the hand-written backwar
 (``sincfb::filterbank_backward``) needs. The op's last argument ``keep_saved`` (default True) set
 to False says no backward will run: ``mask_bits`` and ``bin_stats`` then come back empty,
 (B, K, 0) and (2, B, K, 0), and a backend may skip making them. :func:`filterbank_step` passes
-False under ``no_grad`` or when no input requires a gradient. The operation is functional: running statistics are updated
-by :func:`fused_sinc_filterbank` from ``mean`` and ``var``, outside the op, which keeps the op's
-autograd formula legal and ``torch.compile`` graphs free of hidden mutation. ``weight`` and ``bias``
-may be None (BatchNorm without affine: gamma 1, beta 0); the op fills them in once, so every backend
+False under ``no_grad`` or when no input requires a gradient. The operation is functional:
+running statistics are updated by :func:`fused_sinc_filterbank` from ``mean`` and ``var``,
+outside the op, which keeps the op's autograd formula legal and ``torch.compile`` graphs free of
+hidden mutation. ``weight`` and ``bias`` may be None (BatchNorm without affine: gamma 1, beta 0); the op fills them in once, so every backend
 sees tensors.
 
 Non-finite values (DESIGN.md §4) behave as in the composite: a NaN or Inf in the input, or a NaN

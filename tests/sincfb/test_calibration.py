@@ -151,9 +151,7 @@ def test_a_change_of_the_kernels_retimes_the_choices(monkeypatch, tmp_path):
 
     before = calibration._machine_key("cpu")
     assert f"kernels={_build.kernel_digest()}" in before
-    for name in _build.SOURCES:
-        (tmp_path / name).write_bytes((_build.SOURCE_DIR / name).read_bytes())
-    for name in _build._HEADERS:
+    for name in _build.SOURCES + _build._HEADERS:
         (tmp_path / name).write_bytes((_build.SOURCE_DIR / name).read_bytes())
     monkeypatch.setattr(_build, "SOURCE_DIR", tmp_path)
     assert calibration._machine_key("cpu") == before      # the folder is not part of it
