@@ -57,17 +57,19 @@ def build_from_config(name: str, num_classes: int, model_kwargs: dict, sample_ra
     return build_model(name, num_classes, **kwargs)
 
 
-#: The only types besides plain data that a checkpoint may hold, because sincfb up to commit
-#: c0b40b0 wrote what a Python caller of :class:`models.train.Trainer` passed in unconverted:
-#: paths (``TrainConfig.backbone``, ``split_spec``) and numpy scalars (``split_spec``). Loading
-#: them constructs a path or a number from its parts and runs nothing else. The command line
-#: never wrote either (tests/fixtures/release-sincnet.pt needs none of them).
+#: The only types besides plain data that a checkpoint may hold. The command line never wrote
+#: any other (tests/fixtures/release-sincnet.pt, written before this list existed, needs none),
+#: but before model cards passed the settings through JSON (commit e965f6d) the trainer stored
+#: what a Python caller gave it unconverted: a path as ``TrainConfig.backbone``, numpy integers
+#: in ``split_spec``. Loading these builds a path or a number from its parts and runs nothing
+#: else; they are made plain on loading, so a resumed run writes plain data.
 _NUMPY_SCALAR = np.float64(0).__reduce__()[0]     # numpy's rebuilder of a pickled scalar
 EARLIER_FORMAT_TYPES = (
     pathlib.PosixPath, pathlib.PurePosixPath, pathlib.WindowsPath, pathlib.PureWindowsPath,
     np.dtype, *{type(np.dtype(name)) for name in ("float64", "float32", "int64", "int32", "bool")},
-    # one function, named by numpy 1.x files and numpy 2.x files as:
-    (_NUMPY_SCALAR, "numpy.core.multiarray.scalar"), (_NUMPY_SCALAR, "numpy._core.multiarray.scalar"),
+    # one function, named so by files of numpy 1.x and of numpy 2.x:
+    (_NUMPY_SCALAR, "numpy.core.multiarray.scalar"),
+    (_NUMPY_SCALAR, "numpy._core.multiarray.scalar"),
 )
 _PLAIN = (bool, int, float, str)
 # pickle instructions that import or call Python code: a file that needs them is refused as such
@@ -165,15 +167,38 @@ def load_data_file(path):
             from None
 
 
+# The fields of the project's format that loading a model (_MODEL_FIELDS) and resuming a run
+# (_RUN_FIELDS) read, with their types: a file that lacks one is refused in one line.
+_MODEL_FIELDS = {"config": dict, "classes": list, "model_state": dict}
+_RUN_FIELDS = {**_MODEL_FIELDS, "optimizer": dict, "epoch": int, "step": int, "partial": dict,
+               "history": list, "best": dict, "torch_rng": torch.Tensor, "splits": dict}
+
+
+def _check_fields(checkpoint: dict, path: Path, fields: dict) -> None:
+    """``CheckpointError`` unless each field is there with its type, the classes are names
+    and the model state maps names to tensors."""
+    for key, kind in fields.items():
+        value = checkpoint.get(key)
+        if not isinstance(value, kind) or kind is int and isinstance(value, bool):
+            raise CheckpointError(f"{path}: a damaged sincfb checkpoint: {key!r} is missing or "
+                                  f"not a {kind.__name__}")
+    if not all(isinstance(name, str) for name in checkpoint["classes"]) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor)
+            for k, v in checkpoint["model_state"].items()):
+        raise CheckpointError(f"{path}: a damaged sincfb checkpoint: its classes or weights are "
+                              "not names and tensors")
+
+
 def read_checkpoint(path) -> dict:
     """The dict of a checkpoint written by :class:`Trainer` (on the CPU, no model built), for
-    resuming; ``CheckpointError`` for a missing, unreadable or foreign file."""
+    resuming; ``CheckpointError`` for a missing, unreadable, foreign or damaged file."""
     path = Path(path)
     checkpoint = load_data_file(path)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a checkpoint written by sincfb's training (the "
                               "authors' released checkpoints can be evaluated and used to "
                               "predict, not resumed)")
+    _check_fields(checkpoint, path, _RUN_FIELDS)
     return checkpoint
 
 
@@ -199,6 +224,20 @@ def load_model_state(model, state: dict, path) -> None:
                               "model settings (e.g. --compact, --model)") from None
 
 
+def _model_from_settings(checkpoint: dict, path: Path):
+    """The untrained model a checkpoint of the project's format describes; its settings come
+    from a file, so any that the model refuses make a one-line ``CheckpointError``."""
+    try:
+        config = TrainConfig.from_dict(checkpoint["config"])
+        # The weights come from the file: the trunk is not initialised (no ImageNet download).
+        kwargs = {k: v for k, v in dict(config.model_kwargs).items() if k != "backbone_weights"}
+        return build_from_config(config.model, len(checkpoint["classes"]), kwargs,
+                                 config.sample_rate, config.clip_samples, config.spp)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: its model settings cannot be used "
+                              f"({_first_line(error)})") from None
+
+
 def load_checkpoint(path, device="cpu", classes: Optional[list[str]] = None,
                     class_names: Optional[list[str]] = None):
     """``(model, checkpoint dict)`` from a checkpoint written by :class:`Trainer`, or from one of
@@ -220,11 +259,8 @@ def load_checkpoint(path, device="cpu", classes: Optional[list[str]] = None,
         raise CheckpointError(f"{path}: neither a sincfb genre-classifier checkpoint nor the "
                               "authors' MS-SincResNet state dict")
     else:
-        config = TrainConfig.from_dict(checkpoint["config"])
-        # The weights come from the file: the trunk is not initialised (no ImageNet download).
-        kwargs = {k: v for k, v in config.model_kwargs.items() if k != "backbone_weights"}
-        model = build_from_config(config.model, len(checkpoint["classes"]), kwargs,
-                                  config.sample_rate, config.clip_samples, config.spp)
+        _check_fields(checkpoint, path, _MODEL_FIELDS)
+        model = _model_from_settings(checkpoint, path)
         load_model_state(model, checkpoint["model_state"], path)
     if classes is not None:
         check_classes(checkpoint, classes, path)

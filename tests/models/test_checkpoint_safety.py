@@ -330,3 +330,49 @@ def test_a_value_of_another_type_is_one_line(tmp_path):
     with pytest.raises(CheckpointError, match="not a checkpoint of plain data.*torch.dtype"):
         load_data_file(tmp_path / "t.pt")
     assert json.dumps(plain_data({"k": (1, [2.0, None])})) == '{"k": [1, [2.0, null]]}'
+
+
+# Damage to the fields every read needs, to those only a resume reads, and to the settings.
+MODEL_DAMAGE = [lambda s: s.pop("config"), lambda s: s.update(config=[1, 2]),
+                lambda s: s.update(classes="abc"), lambda s: s.update(classes=[1, 2, 3]),
+                lambda s: s["model_state"].update(extra="not a tensor")]
+RUN_DAMAGE = [lambda s: s.update(epoch="2"), lambda s: s.pop("torch_rng"),
+              lambda s: s.update(epoch=True)]
+SETTINGS_DAMAGE = [lambda s: s["config"].update(clip_seconds="long"),
+                   lambda s: s["config"].update(model_kwargs=[3]),
+                   lambda s: s["config"].update(model="resnet-9000"),
+                   lambda s: s["model_state"].update({"sinc.low_hz_": torch.zeros(2, 2)})]
+
+
+def damaged(tmp_path, damage) -> Path:
+    state = load_data_file(RELEASE)
+    damage(state)
+    torch.save(state, tmp_path / "damaged.pt")
+    return tmp_path / "damaged.pt"
+
+
+def assert_one_line(read, path):
+    with pytest.raises(CheckpointError) as caught:
+        read(path)
+    assert "\n" not in str(caught.value) and str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("damage", MODEL_DAMAGE + RUN_DAMAGE + SETTINGS_DAMAGE)
+def test_a_damaged_checkpoint_of_the_project_is_one_line(damage, tmp_path):
+    """What the fuzz suite relies on: a file of the project's format whose fields are wrong is
+    one CheckpointError where it is read: load_checkpoint (predict, evaluate, export, plot)
+    needs the model's fields and settings, read_checkpoint (train --resume) the run's fields."""
+    from models.checkpoints import read_checkpoint
+
+    path = damaged(tmp_path, damage)
+    if damage not in RUN_DAMAGE:
+        assert_one_line(load_checkpoint, path)
+    if damage not in SETTINGS_DAMAGE:
+        assert_one_line(read_checkpoint, path)
+
+
+def test_an_authors_file_with_a_marker_of_the_wrong_type_is_not_theirs(tmp_path):
+    torch.save({"state_dict": {**release_like_state(), "layerNorm.weight": torch.tensor(1.0)}},
+               tmp_path / "theirs.tar")
+    with pytest.raises(CheckpointError, match="neither a sincfb genre-classifier checkpoint"):
+        load_checkpoint(tmp_path / "theirs.tar")
