@@ -37,15 +37,24 @@ def _register_hypothesis_profiles() -> None:
 _register_hypothesis_profiles()
 
 
-def pytest_report_header(config):
+def _randomness() -> str:
     """The randomness of this run, so that a failure can be replayed."""
     from hypothesis import settings
 
     from tests.seeds import SESSION_SEED, profile
 
-    return [f"sincfb tests: SINCFB_HYPOTHESIS_PROFILE={profile()} (hypothesis derandomize="
+    return (f"sincfb tests: SINCFB_HYPOTHESIS_PROFILE={profile()} (hypothesis derandomize="
             f"{settings.default.derandomize}); torch inputs from session seed {SESSION_SEED} "
-            f"(replay: SINCFB_TEST_SEED={SESSION_SEED})"]
+            f"(replay: SINCFB_TEST_SEED={SESSION_SEED})")
+
+
+def pytest_report_header(config):
+    return [_randomness()]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Also at the end: ``pytest -q`` (make test, CI) prints no header."""
+    terminalreporter.write_line(_randomness())
 
 
 @pytest.fixture
