@@ -17,8 +17,9 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) -m models demo --out runs/demo
 
+# CI settings (derandomized hypothesis, fixed seeds; tests/seeds.py) unless the caller picks others
 test: install
-	$(PY) -m pytest -q
+	SINCFB_HYPOTHESIS_PROFILE=$${SINCFB_HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest -q
 
 clean:
 	rm -rf $(VENV) build *.egg-info

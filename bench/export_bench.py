@@ -45,7 +45,7 @@ def save_checkpoint(folder: Path, size_name: str) -> Path:
     """A checkpoint of MS-SincResNet at ``size_name`` (random weights, authors' head), as
     training writes it, so that export and predict load it through their public paths."""
     from models import MSSincResNet
-    from models.checkpoints import CHECKPOINT_FORMAT
+    from models.checkpoints import CHECKPOINT_FORMAT, save_checkpoint as write_checkpoint
     from models.config import TrainConfig
     from models.registry import compact_config
 
@@ -57,9 +57,9 @@ def save_checkpoint(folder: Path, size_name: str) -> Path:
                          clip_seconds=size.clip_samples / SAMPLE_RATE,
                          hop_seconds=size.hop_samples / SAMPLE_RATE)
     path = folder / f"{size_name}.pt"
-    torch.save({"format": CHECKPOINT_FORMAT, "config": config.to_dict(),
-                "classes": [f"class{i}" for i in range(NUM_CLASSES)],
-                "model_state": model.state_dict(), "dataset": None, "splits": {}}, path)
+    write_checkpoint({"format": CHECKPOINT_FORMAT, "config": config.to_dict(),
+                      "classes": [f"class{i}" for i in range(NUM_CLASSES)],
+                      "model_state": model.state_dict(), "dataset": None, "splits": {}}, path)
     return path
 
 

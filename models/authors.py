@@ -38,7 +38,9 @@ def authors_state_dict(checkpoint) -> Optional[Mapping]:
     or None when ``checkpoint`` is something else."""
     if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
         checkpoint = checkpoint["state_dict"]
-    if isinstance(checkpoint, Mapping) and all(key in checkpoint for key in _MARKERS):
+    if isinstance(checkpoint, Mapping) and all(
+            isinstance(checkpoint.get(key), torch.Tensor) and checkpoint[key].dim() >= 1
+            for key in _MARKERS):
         return checkpoint
     return None
 

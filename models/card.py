@@ -247,8 +247,7 @@ def write_card(folder, card: dict, checkpoint: str = "best.pt") -> Path:
 def add_test_scores(checkpoint_path, scores: dict) -> dict:
     """Put the test scores into the card of a checkpoint written by the trainer (the file is
     rewritten atomically) and into the ``MODEL_CARD.md`` beside it; returns the new card."""
-    from .checkpoints import read_checkpoint
-    from .fileio import atomic_torch_save
+    from .checkpoints import read_checkpoint, save_checkpoint
 
     path = Path(checkpoint_path)
     state = read_checkpoint(path)
@@ -256,7 +255,7 @@ def add_test_scores(checkpoint_path, scores: dict) -> dict:
     card["scores"]["test"] = json.loads(json.dumps(_scores(scores)))
     card["summary"] = card_summary(card)
     state["card"] = card
-    atomic_torch_save(state, path)
+    save_checkpoint(state, path)
     write_card(path.parent, card, path.name)
     return card
 

@@ -1,17 +1,34 @@
 """Checkpoint files: the format the trainer writes, the authors' released files, and loading a
 model from either with errors that fit on one line.
+
+A checkpoint is data, never code. Every file is read with ``torch.load(weights_only=True)``:
+PyTorch's restricted unpickler rebuilds tensors and plain containers and refuses anything that
+would import or call Python code, and sincfb then refuses the file in one line. No option turns
+this off. What the trainer writes holds only plain data (:func:`plain_data`); checkpoints of
+earlier versions load through the short allow-list :data:`EARLIER_FORMAT_TYPES`.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import os
+import pathlib
+import pickle
+import pickletools
+import re
+import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 
 from .config import TrainConfig
+from .fileio import atomic_torch_save
 
-__all__ = ["CHECKPOINT_FORMAT", "AUTHORS_FORMAT", "CheckpointError", "build_from_config",
+__all__ = ["CHECKPOINT_FORMAT", "AUTHORS_FORMAT", "EARLIER_FORMAT_TYPES", "CheckpointError",
+           "build_from_config", "plain_data", "save_checkpoint", "load_data_file",
            "read_checkpoint", "check_classes", "load_model_state", "load_checkpoint"]
 
 CHECKPOINT_FORMAT = "sincfb-genre/1"
@@ -40,24 +57,148 @@ def build_from_config(name: str, num_classes: int, model_kwargs: dict, sample_ra
     return build_model(name, num_classes, **kwargs)
 
 
-def _load_file(path: Path):
+#: The only types besides plain data that a checkpoint may hold. The command line never wrote
+#: any other (tests/fixtures/release-sincnet.pt, written before this list existed, needs none),
+#: but before model cards passed the settings through JSON (commit e965f6d) the trainer stored
+#: what a Python caller gave it unconverted: a path as ``TrainConfig.backbone``, numpy integers
+#: in ``split_spec``. Loading these builds a path or a number from its parts and runs nothing
+#: else; they are made plain on loading, so a resumed run writes plain data.
+_NUMPY_SCALAR = np.float64(0).__reduce__()[0]     # numpy's rebuilder of a pickled scalar
+EARLIER_FORMAT_TYPES = (
+    pathlib.PosixPath, pathlib.PurePosixPath, pathlib.WindowsPath, pathlib.PureWindowsPath,
+    np.dtype, *{type(np.dtype(name)) for name in ("float64", "float32", "int64", "int32", "bool")},
+    # one function, named so by files of numpy 1.x and of numpy 2.x:
+    (_NUMPY_SCALAR, "numpy.core.multiarray.scalar"),
+    (_NUMPY_SCALAR, "numpy._core.multiarray.scalar"),
+)
+_PLAIN = (bool, int, float, str)
+# pickle instructions that import or call Python code: a file that needs them is refused as such
+_CODE_OPCODES = {op.code.encode("latin-1")[0] for op in pickletools.opcodes
+                 if op.name in ("GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ",
+                                "NEWOBJ_EX", "BUILD", "EXT1", "EXT2", "EXT4")}
+_CODE_MESSAGE = re.compile(r"GLOBAL |unrecognized function|new object|Can only build|is blocked"
+                           r"|must be imported")
+
+
+def plain_data(value, where: str = "the checkpoint"):
+    """``value`` as the data a weights-only load reads back: tensors, numbers, strings, bools,
+    None, and lists, tuples and dicts of them. numpy scalars and arrays become numbers and lists,
+    paths strings, dataclasses dicts; anything else is a ``TypeError`` naming where it is.
+    Containers that need no change are returned as they are (a state dict keeps its metadata)."""
+    if value is None or type(value) in _PLAIN or isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return plain_data(dataclasses.asdict(value), where)
+    if isinstance(value, (list, tuple)):
+        items = [plain_data(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        if type(value) in (list, tuple) and all(a is b for a, b in zip(items, value)):
+            return value
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        items = {plain_data(k, where): plain_data(v, f"{where}[{k!r}]") for k, v in value.items()}
+        unchanged = len(items) == len(value) and all(
+            new_key is key and new is old
+            for (new_key, new), (key, old) in zip(items.items(), value.items()))
+        if type(value) in (dict, OrderedDict) and unchanged:
+            return value
+        return items
+    raise TypeError(f"{where} holds a {type(value).__module__}.{type(value).__qualname__}; a "
+                    "checkpoint holds only tensors, numbers, strings, bools, None, lists and dicts")
+
+
+def save_checkpoint(state: dict, path) -> None:
+    """Write ``state`` (made :func:`plain_data`) to ``path`` atomically."""
+    atomic_torch_save(plain_data(state), path)
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
+
+
+def _refused(path: Path, error: pickle.UnpicklingError) -> str:
+    """The one-line message for a file PyTorch's restricted unpickler stopped: code it would
+    have had to import or call, or else a corrupt stream. Only the facts are taken from
+    PyTorch's message, never its advice (which is to load with ``weights_only=False``)."""
+    text = str(error)
+    operand = re.search(r"Unsupported operand (\d+)", text)
+    if operand and int(operand.group(1)) not in _CODE_OPCODES or \
+            not operand and not _CODE_MESSAGE.search(text):
+        what = f"pickle instruction {operand.group(1)}" if operand else "pickle data"
+        return f"{path}: not a readable checkpoint (unsupported or corrupt {what})"
+    named = re.search(r"GLOBAL (\S+)|function (<[^>]*>)|got (<[^>]*>)", text)
+    asked = next((g for g in named.groups() if g), "") if named else ""
+    return (f"{path}: refused: the file holds Python objects that could run code when loaded"
+            f"{f' ({asked})' if asked else ''}; sincfb reads checkpoints as data only and does "
+            "not execute them")
+
+
+def load_data_file(path):
+    """The contents of a file written by ``torch.save``, loaded as data on the CPU
+    (``weights_only=True``, :data:`EARLIER_FORMAT_TYPES` allowed) and made :func:`plain_data`.
+
+    ``CheckpointError`` in one line for a missing or unreadable file, and for a file that holds
+    Python objects that could run code: those are refused, never executed.
+    """
+    path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(list(EARLIER_FORMAT_TYPES)), \
+                warnings.catch_warnings():
+            # its advice to file an issue about the protocol is not for our users
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            contents = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(_refused(path, error)) from None
     except Exception as error:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_first_line(error)})") \
+            from None
+    try:
+        return plain_data(contents, str(path))
+    except (TypeError, RecursionError) as error:    # a torch.dtype, a list nested 10^4 deep ...
+        raise CheckpointError(f"{path}: not a checkpoint of plain data ({_first_line(error)})") \
+            from None
+
+
+# The fields of the project's format that loading a model (_MODEL_FIELDS) and resuming a run
+# (_RUN_FIELDS) read, with their types: a file that lacks one is refused in one line.
+_MODEL_FIELDS = {"config": dict, "classes": list, "model_state": dict}
+_RUN_FIELDS = {**_MODEL_FIELDS, "optimizer": dict, "epoch": int, "step": int, "partial": dict,
+               "history": list, "best": dict, "torch_rng": torch.Tensor, "splits": dict}
+
+
+def _check_fields(checkpoint: dict, path: Path, fields: dict) -> None:
+    """``CheckpointError`` unless each field is there with its type, the classes are names
+    and the model state maps names to tensors."""
+    for key, kind in fields.items():
+        value = checkpoint.get(key)
+        if not isinstance(value, kind) or kind is int and isinstance(value, bool):
+            raise CheckpointError(f"{path}: a damaged sincfb checkpoint: {key!r} is missing or "
+                                  f"not a {kind.__name__}")
+    if not all(isinstance(name, str) for name in checkpoint["classes"]) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor)
+            for k, v in checkpoint["model_state"].items()):
+        raise CheckpointError(f"{path}: a damaged sincfb checkpoint: its classes or weights are "
+                              "not names and tensors")
 
 
 def read_checkpoint(path) -> dict:
     """The dict of a checkpoint written by :class:`Trainer` (on the CPU, no model built), for
-    resuming; ``CheckpointError`` for a missing, unreadable or foreign file."""
+    resuming; ``CheckpointError`` for a missing, unreadable, foreign or damaged file."""
     path = Path(path)
-    checkpoint = _load_file(path)
+    checkpoint = load_data_file(path)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a checkpoint written by sincfb's training (the "
                               "authors' released checkpoints can be evaluated and used to "
                               "predict, not resumed)")
+    _check_fields(checkpoint, path, _RUN_FIELDS)
     return checkpoint
 
 
@@ -83,6 +224,20 @@ def load_model_state(model, state: dict, path) -> None:
                               "model settings (e.g. --compact, --model)") from None
 
 
+def _model_from_settings(checkpoint: dict, path: Path):
+    """The untrained model a checkpoint of the project's format describes; its settings come
+    from a file, so any that the model refuses make a one-line ``CheckpointError``."""
+    try:
+        config = TrainConfig.from_dict(checkpoint["config"])
+        # The weights come from the file: the trunk is not initialised (no ImageNet download).
+        kwargs = {k: v for k, v in dict(config.model_kwargs).items() if k != "backbone_weights"}
+        return build_from_config(config.model, len(checkpoint["classes"]), kwargs,
+                                 config.sample_rate, config.clip_samples, config.spp)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: its model settings cannot be used "
+                              f"({_first_line(error)})") from None
+
+
 def load_checkpoint(path, device="cpu", classes: Optional[list[str]] = None,
                     class_names: Optional[list[str]] = None):
     """``(model, checkpoint dict)`` from a checkpoint written by :class:`Trainer`, or from one of
@@ -96,7 +251,7 @@ def load_checkpoint(path, device="cpu", classes: Optional[list[str]] = None,
     from .authors import authors_state_dict, from_authors_state_dict
 
     path = Path(path)
-    checkpoint = _load_file(path)
+    checkpoint = load_data_file(path)
     theirs = authors_state_dict(checkpoint)
     if theirs is not None:
         model, checkpoint = from_authors_state_dict(theirs, class_names, checkpoint)
@@ -104,11 +259,8 @@ def load_checkpoint(path, device="cpu", classes: Optional[list[str]] = None,
         raise CheckpointError(f"{path}: neither a sincfb genre-classifier checkpoint nor the "
                               "authors' MS-SincResNet state dict")
     else:
-        config = TrainConfig.from_dict(checkpoint["config"])
-        # The weights come from the file: the trunk is not initialised (no ImageNet download).
-        kwargs = {k: v for k, v in config.model_kwargs.items() if k != "backbone_weights"}
-        model = build_from_config(config.model, len(checkpoint["classes"]), kwargs,
-                                  config.sample_rate, config.clip_samples, config.spp)
+        _check_fields(checkpoint, path, _MODEL_FIELDS)
+        model = _model_from_settings(checkpoint, path)
         load_model_state(model, checkpoint["model_state"], path)
     if classes is not None:
         check_classes(checkpoint, classes, path)

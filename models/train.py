@@ -24,12 +24,11 @@ import torch.nn.functional as F
 
 from .card import build_card, describe_device, write_card
 from .checkpoints import (CHECKPOINT_FORMAT, CheckpointError, build_from_config, check_classes,
-                          load_model_state, read_checkpoint)
+                          load_model_state, read_checkpoint, save_checkpoint)
 from .common import count_parameters
 from .config import TrainConfig
 from .data import Corpus, RandomClipDataset
 from .evaluate import predict_songs, score
-from .fileio import atomic_torch_save
 from .logs import write_logs
 from .runs import split_names
 from .runtime import autocast, resolve_device
@@ -201,7 +200,7 @@ class Trainer:
             best = name == "best.pt"
             card = self.card(self.best["epoch"] if best else self.epoch)
             with _sigint_deferred():
-                atomic_torch_save({**self.checkpoint(), "card": card}, path)
+                save_checkpoint({**self.checkpoint(), "card": card}, path)
                 if best:
                     write_card(self.out_dir, card, name)
         return path

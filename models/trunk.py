@@ -80,7 +80,9 @@ def _read_state_dict_file(path: Path) -> Mapping[str, torch.Tensor]:
         raise FileNotFoundError(f"backbone_weights file {str(path)!r} does not exist; pass None, "
                                 "'imagenet' or the path of a saved torchvision resnet18 state dict "
                                 "(on the command line: --backbone random, imagenet or a .pth path)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from .checkpoints import load_data_file
+
+    state = load_data_file(path)        # data only: a file that would run code is refused
     # Training scripts often wrap the state dict; accept the common {'state_dict': ...} layout.
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]

@@ -19,6 +19,11 @@ Environment:
 
 - ``SINCFB_CACHE_DIR``: the cache directory (default ``$XDG_CACHE_HOME/sincfb`` or
   ``~/.cache/sincfb``; when it cannot be written, a folder under the system's temporary directory);
+
+A library is loaded only from folders no one else can write: sincfb creates its folders with mode
+0700, and an existing cache folder (or a folder in it) that belongs to another user, or that its
+group or others may write, is refused with a warning and never used (see :func:`folder_problem`):
+a library planted there would run as the user who loads it.
 - ``SINCFB_ISA``: ``auto`` (default), ``avx2`` or ``baseline``, to force the instruction set;
 - ``SINCFB_NO_CPP=1``: skip the build (the 'cpu' backend is then unavailable);
 - ``SINCFB_VERBOSE_BUILD=1``: show the compiler's output.
@@ -30,6 +35,7 @@ import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -42,8 +48,8 @@ from typing import Optional
 import torch
 
 __all__ = ["SOURCE_DIR", "SOURCES", "INSTRUCTION_SETS", "cache_dir", "instruction_set",
-           "compiler_flags", "kernel_digest", "extension_name", "build_directory",
-           "load_cpu_extension", "build_error", "reset"]
+           "compiler_flags", "kernel_digest", "extension_name", "folder_problem",
+           "build_directory", "load_cpu_extension", "build_error", "reset"]
 
 SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("products.cpp", "filterbank.cpp", "fft_filters.cpp", "register.cpp")
@@ -64,7 +70,9 @@ def cache_dir() -> Path:
 
 
 def _fallback_cache_dir() -> Path:
-    """A per-user folder under the temporary directory, for a cache directory we cannot write."""
+    """A per-user folder under the temporary directory, for a cache directory we cannot write.
+    Its name can be guessed, so another user may create it first: :func:`build_directory`
+    uses it only when :func:`folder_problem` finds it private."""
     return Path(tempfile.gettempdir()) / f"sincfb-cache-{os.getuid()}"
 
 
@@ -181,30 +189,58 @@ def _ensure_ninja_on_path() -> None:
             return
 
 
-def _writable_folder(folder: Path) -> bool:
+def folder_problem(folder: Path) -> Optional[str]:
+    """Why another user could put files into the existing ``folder`` (None when they cannot): it
+    or the link naming it belongs to another user, or its group or others may write it."""
+    me = os.geteuid()
+    link = os.lstat(folder)
+    if stat.S_ISLNK(link.st_mode) and link.st_uid != me:
+        return f"it is a link owned by user id {link.st_uid}"
+    info = os.stat(folder)
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a folder"
+    if info.st_uid != me:
+        return f"it belongs to user id {info.st_uid}, not to this user ({me})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"its group or others may write it (mode {stat.filemode(info.st_mode)})"
+    return None
+
+
+def _private_folder(root: Path, folder: Path) -> Optional[str]:
+    """Create ``folder`` (under ``root``) with mode 0700 where missing, then check ``root`` and
+    each folder from it down to ``folder``; a reason to refuse it, or None when it is private
+    and writable."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        inner = [root / part for part in reversed(folder.relative_to(root).parents[:-1])]
+        for step in (root, *inner, folder):      # checked before anything is made inside it
+            step.mkdir(mode=0o700, parents=True, exist_ok=True)
+            problem = folder_problem(step)
+            if problem:
+                return f"{step}: {problem}"
         probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-")
         probe.close()
-        return True
-    except OSError:
-        return False
+        return None
+    except OSError as error:
+        return f"{folder}: cannot be written ({error.strerror or error})"
 
 
 def build_directory(name: str) -> Path:
     """The folder of the build ``name``: under :func:`cache_dir`, or under the temporary
-    directory (with one warning) when the cache directory cannot be written."""
+    directory (with one warning) when the cache directory cannot be written or is not private
+    (:func:`folder_problem`); a folder someone else controls is never used."""
+    refused = []
     for root in (cache_dir(), _fallback_cache_dir()):
         folder = root / f"torch-{torch.__version__}" / name
-        if _writable_folder(folder):
-            if root != cache_dir():
-                warnings.warn(f"sincfb: the cache directory {cache_dir()} cannot be written; "
-                              f"building the C++ kernels in {root} instead (set "
-                              "SINCFB_CACHE_DIR to choose another folder)",
-                              RuntimeWarning, stacklevel=4)
+        problem = _private_folder(root, folder)
+        if problem is None:
+            if refused:
+                warnings.warn(f"sincfb: not using the cache directory ({refused[0]}); building "
+                              f"the C++ kernels in {root} instead (set SINCFB_CACHE_DIR to "
+                              "choose another folder)", RuntimeWarning, stacklevel=4)
             return folder
-    raise RuntimeError(f"neither {cache_dir()} nor {_fallback_cache_dir()} can be written "
-                       "(set SINCFB_CACHE_DIR to a writable folder)")
+        refused.append(problem)
+    raise RuntimeError(f"no private cache folder for the C++ kernels: {'; '.join(refused)} "
+                       "(set SINCFB_CACHE_DIR to a folder only you can write)")
 
 
 def _compile() -> None:

@@ -24,6 +24,7 @@ import platform
 import statistics
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
@@ -118,11 +119,50 @@ def cache_path() -> Path:
     return _build.cache_dir() / "auto-choices.json"
 
 
+#: The most bytes of the choices file read: a real one holds a few hundred bytes per shape.
+MAX_CACHE_BYTES = 1 << 20
+_warned = {"cache": False}
+
+
+def _is_choice(entry) -> bool:
+    """``{"backend": name, "seconds": {name: seconds} or None}``, as :func:`_write_cache`
+    writes it."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("backend"), str):
+        return False
+    seconds = entry.get("seconds")
+    return seconds is None or isinstance(seconds, dict) and all(
+        isinstance(name, str) and type(value) in (int, float) for name, value in seconds.items())
+
+
+def _valid(data) -> bool:
+    """Whether ``data`` has the shape of the file: machine -> problem key -> choice."""
+    return isinstance(data, dict) and all(
+        isinstance(choices, dict) and all(isinstance(k, str) and _is_choice(v)
+                                          for k, v in choices.items())
+        for choices in data.values())
+
+
 def _read_cache() -> dict:
+    """The choices file, or {} when it is missing, unreadable, too large or not of its shape;
+    the last three are one warning per process and the file is then measured over again."""
+    path = cache_path()
     try:
-        return json.loads(cache_path().read_text())
-    except (OSError, ValueError):
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CACHE_BYTES + 1)
+    except OSError:
         return {}
+    try:
+        data = json.loads(raw) if len(raw) <= MAX_CACHE_BYTES else None
+    except (ValueError, RecursionError):      # not JSON, not UTF-8, nested too deep
+        data = None
+    if _valid(data):
+        return data
+    if not _warned["cache"]:
+        _warned["cache"] = True
+        warnings.warn(f"sincfb: ignoring {path}: not a file of 'auto' backend choices (or larger "
+                      f"than {MAX_CACHE_BYTES} bytes); the choices are measured again and the "
+                      "file rewritten", RuntimeWarning, stacklevel=2)
+    return {}
 
 
 def _write_cache(machine: str, key: str, decision: Decision) -> None:
@@ -130,7 +170,7 @@ def _write_cache(machine: str, key: str, decision: Decision) -> None:
     (the next process measures again), never an error."""
     path = cache_path()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = _read_cache()
         data.setdefault(machine, {})[key] = {"backend": decision.backend,
                                              "seconds": decision.seconds}
@@ -230,5 +270,7 @@ def last_decision(device_type: str, kernel_size: int) -> Optional[Decision]:
 
 
 def forget() -> None:
-    """Forget the choices of this process (tests; the disk cache stays)."""
+    """Forget the choices of this process and whether it warned about the file (tests; the
+    disk cache stays)."""
     _decisions.clear()
+    _warned["cache"] = False

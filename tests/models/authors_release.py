@@ -23,6 +23,8 @@ attributes would make a float64 copy of their model fail with a dtype mismatch.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torchvision
 from torch import nn
@@ -76,3 +78,32 @@ def released_checkpoint(model: nn.Module, epoch: int = 7) -> dict:
     loss = (torch.rand(()) * torch.ones((), requires_grad=True)).mul(2)
     return {"epoch": epoch, "state_dict": model.state_dict(), "train_loss": loss,
             "train_acc": torch.rand(())}
+
+
+def as_saved_from_cuda(path) -> None:
+    """Rewrite a ``torch.save`` zip file written on the CPU into the file a save from the first
+    GPU writes, as their main.py saves (``model.cuda()``, then ``torch.save``): each storage's
+    persistent id in ``data.pkl`` is ``('storage', type, key, location, numel)``, and
+    ``location`` is ``torch.serialization.location_tag`` of the storage, 'cuda:0' there instead
+    of 'cpu'. Those strings are the pickle's protocol-2 BINUNICODE instructions ('X', a 4-byte
+    length, the UTF-8 text; memoised once, then fetched by BINGET), so replacing the instruction
+    shifts no other: the other records are copied byte for byte. Found with
+    ``pickletools.dis`` on a saved file (torch 2.11)."""
+    import pickletools
+    import zipfile
+
+    path = Path(path)
+    with zipfile.ZipFile(path) as archive:
+        records = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    cuda = "cuda:0".encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in records:
+            if name.endswith("/data.pkl"):
+                pieces, last = [], 0
+                for op, arg, pos in pickletools.genops(data):
+                    if op.name == "BINUNICODE" and arg == "cpu":
+                        pieces += [data[last:pos], b"X", len(cuda).to_bytes(4, "little"), cuda]
+                        last = pos + 1 + 4 + len("cpu")
+                data = b"".join(pieces) + data[last:]
+                assert b"cuda:0" in data, "no CPU storage location found to rewrite"
+            archive.writestr(name, data)

@@ -8,11 +8,7 @@ import torch
 import torchvision
 from torch import nn
 
-
-def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
-    """||got - want|| / ||want|| in float64."""
-    got, want = got.detach().double(), want.detach().double()
-    return float(torch.linalg.vector_norm(got - want) / torch.linalg.vector_norm(want))
+from tests.tolerance import relative_error  # noqa: F401 (the models tests' comparison)
 
 
 def resnet18_trunk_parameters() -> int:

@@ -86,7 +86,7 @@ def test_their_release_size_state_dict_loads_strict_and_gives_their_logits(tmp_p
     theirs = random_release(1)
     path = tmp_path / "checkpoint_41.tar"
     torch.save(released_checkpoint(theirs, epoch=41), path)
-    state = torch.load(path, weights_only=False)["state_dict"]
+    state = torch.load(path, weights_only=True)["state_dict"]
     ours = MSSincResNet(10, spp=False).double()
     ours.load_state_dict(state, strict=True)
     ours.eval()
@@ -131,7 +131,7 @@ def test_their_class_order_can_be_given_and_must_fit(tmp_path, compact_release):
 
 def test_project_checkpoints_with_a_flat_layer_norm_still_load(tiny_run, tmp_path):
     """Checkpoints written before the LayerNorm took the authors' (1, N) shape hold (N,)."""
-    state = torch.load(tiny_run / "best.pt", weights_only=False)
+    state = torch.load(tiny_run / "best.pt", weights_only=True)
     weight = state["model_state"]["layerNorm.weight"].clone()
     assert weight.shape == (1, N)
     with torch.no_grad():

@@ -32,7 +32,7 @@ def demo(tmp_path_factory):
         patch.setattr(models.cli, "DEMO_SETTINGS", TINY_DEMO)
         assert main(["demo", "--out", str(out), "--epochs", "1", "--backend", "reference",
                      "--cache-dir", str(out / "cache"), "--no-progress"]) == 0
-    best = torch.load(out / "best.pt", weights_only=False)
+    best = torch.load(out / "best.pt", weights_only=True)
     return (out, best, json.loads((out / "report.json").read_text()),
             json.loads((out / "log.json").read_text()))
 
@@ -86,7 +86,7 @@ def test_model_card_file_matches_the_checkpoint(demo):
 
 def test_last_checkpoint_carries_its_own_card(demo):
     out, best, _, log = demo
-    last = torch.load(out / "last.pt", weights_only=False)["card"]
+    last = torch.load(out / "last.pt", weights_only=True)["card"]
     assert last["training"]["epoch"] == len(log) and "test" not in last["scores"]
     assert last["data"] == best["card"]["data"]
 

@@ -57,7 +57,7 @@ def test_evaluate_a_checkpoint(trained, music_folder, capsys):
     captured = capsys.readouterr()
     assert "song accuracy" in captured.out
     # the model card, finished by train with the test scores, introduces the checkpoint
-    card = torch.load(out / "best.pt", weights_only=False)["card"]
+    card = torch.load(out / "best.pt", weights_only=True)["card"]
     assert card["scores"]["test"]["song_accuracy"] == report["song_accuracy"]
     assert f"mssincresnet: model: {card['summary']}" in captured.err
     assert card["summary"] in (out / "MODEL_CARD.md").read_text()

@@ -48,7 +48,7 @@ def checkpoint(tiny_run, tmp_path_factory) -> Path:
     with torch.no_grad():
         last.weight.copy_(0.01 * torch.randn(last.weight.shape, generator=generator))
         last.bias.zero_()
-    state = torch.load(tiny_run / "best.pt", weights_only=False)
+    state = torch.load(tiny_run / "best.pt", weights_only=True)
     state["model_state"] = model.state_dict()
     path = tmp_path_factory.mktemp("export") / "random.pt"
     torch.save(state, path)

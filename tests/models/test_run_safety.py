@@ -101,7 +101,7 @@ def test_repeated_file_names_keep_their_declared_splits(album_tree, tmp_path, ca
     status, _, err = run(capsys, "train", listing, "--out", out, "--cache-dir", tmp_path / "cache",
                          *FAST)
     assert status == 0, err
-    state = torch.load(out / "last.pt", weights_only=False)
+    state = torch.load(out / "last.pt", weights_only=True)
     for split, names in state["split_names"].items():
         assert sorted(names) == sorted(n for n, s in declared.items() if s == split)
 
@@ -169,22 +169,22 @@ def test_resume_refuses_a_changed_recipe_and_names_the_keys(music, finished, cap
 
 
 def test_resume_without_the_flags_continues_with_the_saved_recipe(music, finished, capsys):
-    before = torch.load(finished / "last.pt", weights_only=False)
+    before = torch.load(finished / "last.pt", weights_only=True)
     status, _, err = run(capsys, "train", music, "--out", finished, "--cache-dir",
                          finished.parent / "cache", "--resume", "--epochs", "2", "--no-progress")
     assert status == 0, err                      # no --compact, no --seed: taken from last.pt
-    after = torch.load(finished / "last.pt", weights_only=False)
+    after = torch.load(finished / "last.pt", weights_only=True)
     assert after["epoch"] == 2 and after["config"]["seed"] == 5
     assert after["config"]["model_kwargs"] == before["config"]["model_kwargs"]
     assert after["split_names"] == before["split_names"]
 
 
 def test_resume_with_override_keeps_the_checkpoints_splits(music, finished, capsys):
-    before = torch.load(finished / "last.pt", weights_only=False)
+    before = torch.load(finished / "last.pt", weights_only=True)
     status, _, err = train(capsys, music, finished, "--resume", "--seed", "6", "--override",
                            "seed", "--epochs", "2")
     assert status == 0, err
-    after = torch.load(finished / "last.pt", weights_only=False)
+    after = torch.load(finished / "last.pt", weights_only=True)
     assert after["config"]["seed"] == 6
     assert after["split_names"] == before["split_names"]    # never recomputed from the new seed
 
@@ -217,14 +217,14 @@ def test_divergence_stops_with_a_message_and_keeps_the_last_checkpoint(music, fi
                                                                       monkeypatch):
     import models.train as train_module
 
-    good = torch.load(finished / "last.pt", weights_only=False)["model_state"]
+    good = torch.load(finished / "last.pt", weights_only=True)["model_state"]
     real = train_module.F.cross_entropy
     monkeypatch.setattr(train_module.F, "cross_entropy",
                         lambda logits, labels: real(logits, labels) * float("nan"))
     status, _, err = train(capsys, music, finished, "--resume", "--epochs", "2")
     assert status == 3
     assert "training diverged" in err and "last good checkpoint" in err and "Traceback" not in err
-    kept = torch.load(finished / "last.pt", weights_only=False)
+    kept = torch.load(finished / "last.pt", weights_only=True)
     assert kept["epoch"] == 1
     for name, tensor in kept["model_state"].items():
         assert torch.equal(tensor, good[name]), name
@@ -294,7 +294,7 @@ def test_evaluate_a_renamed_copy_scores_only_the_test_songs(music, finished, tmp
                          "--out", tmp_path / "eval")
     assert status == 0, err
     report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
-    test_names = torch.load(finished / "best.pt", weights_only=False)["split_names"]["test"]
+    test_names = torch.load(finished / "best.pt", weights_only=True)["split_names"]["test"]
     assert report["split"] == "test"
     assert sorted(s["name"] for s in report["songs_detail"]) == sorted(test_names)
     assert report["confusion_axes"].startswith("rows: true class")

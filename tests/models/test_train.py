@@ -106,7 +106,7 @@ def test_ctrl_c_inside_an_epoch_saves_and_resumes_exactly(corpus, splits, tmp_pa
     interrupted.optimizer.step = step_then_interrupt
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit()
-    saved = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+    saved = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     assert (saved["epoch"], saved["step"]) == (1, 2)
     resumed = Trainer(tiny_config(), corpus, splits, tmp_path / "b", progress=False, log=lambda *_: None)
     resumed.resume(tmp_path / "b" / "last.pt")
@@ -139,5 +139,5 @@ def test_a_crash_while_saving_leaves_the_old_checkpoint_intact(tmp_path, monkeyp
     with pytest.raises(OSError):
         atomic_torch_save({"version": 2}, path)
     monkeypatch.undo()
-    assert torch.load(path)["version"] == 1
+    assert torch.load(path, weights_only=True)["version"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]

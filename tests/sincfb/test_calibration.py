@@ -158,3 +158,25 @@ def test_a_change_of_the_kernels_retimes_the_choices(monkeypatch, tmp_path):
     edited = tmp_path / _build.SOURCES[0]
     edited.write_bytes(edited.read_bytes() + b"\n// edited\n")
     assert calibration._machine_key("cpu") != before
+
+
+@pytest.mark.parametrize("contents", [
+    b"\xff\xfe\x00 not text", b"not json", b"[1, 2, 3]", b'{"machine": 3}',
+    b'{"machine": {"key": {"backend": ["cpu"]}}}',
+    b'{"machine": {"key": {"backend": "cpu", "seconds": "fast"}}}',
+    b'{"machine": {"key": {"backend": "cpu", "seconds": {"cpu": true}}}}',
+    b"[" * 200000,                                            # nested past the parser's stack
+    b'{"pad": "' + b"x" * (calibration.MAX_CACHE_BYTES + 10) + b'"}',   # too large to read
+], ids=["binary", "text", "list", "number", "list-backend", "text-seconds", "bool-seconds",
+        "deep", "huge"])
+def test_a_choices_file_of_any_content_is_ignored_with_one_warning(cache, contents):
+    """The file is shared by every process of the user and may be damaged or planted: whatever
+    it holds, 'auto' measures again (one warning) and writes a valid file back."""
+    calibration.cache_path().write_bytes(contents)
+    timer = FakeTimer({"cpu": 1.0, "fft": 0.5})
+    with pytest.warns(RuntimeWarning, match="ignoring .*auto-choices.json") as caught:
+        assert calibration.choose(["cpu", "fft"], "cpu", "cpu", 251, BIG, timer).backend == "fft"
+        assert calibration.cached_choices("cpu") == {BIG.key(): "fft"}   # the rewritten file
+    assert sum("ignoring" in str(w.message) for w in caught) == 1
+    assert len(timer.calls) == 2
+    assert calibration.cache_path().stat().st_size < 1000
