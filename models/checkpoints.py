@@ -12,7 +12,8 @@ import torch
 from .config import TrainConfig
 
 __all__ = ["CHECKPOINT_FORMAT", "AUTHORS_FORMAT", "CheckpointError", "build_from_config",
-           "constructor_arguments", "head_and_trunk", "read_checkpoint", "check_classes", "load_model_state", "load_checkpoint"]
+           "constructor_arguments", "head_and_trunk", "read_checkpoint", "check_classes",
+           "load_model_state", "load_checkpoint"]
 
 CHECKPOINT_FORMAT = "sincfb-genre/1"
 AUTHORS_FORMAT = "authors-release"       # a checkpoint of the authors' main.py / demo.py

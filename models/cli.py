@@ -749,9 +749,10 @@ def command_demo(args) -> int:
     tracklist = synthetic_tracklist(s["songs_per_genre"], s["song_seconds"], seed=args.seed)
     corpus = load_corpus(tracklist, sample_rate, args.cache_dir, progress=not args.no_progress)
     splits = make_splits(tracklist, "cv", fold=0, folds=s["folds"], seed=args.seed)
-    describe_data(corpus, splits, config,
-                  {"protocol": "cv", "folds": s["folds"], "fold": 0, "seed": args.seed})
-    trainer, report = _train_one(config, corpus, splits, args.out, None, not args.no_progress)
+    spec = {"protocol": "cv", "folds": s["folds"], "fold": 0, "seed": args.seed}
+    describe_data(corpus, splits, config, spec)
+    trainer, report = _train_one(config, corpus, splits, args.out, None, not args.no_progress,
+                                 spec)
     report.update(config=config.to_dict(), dataset="synthetic", demo=True,
                   wall_seconds=round(time.perf_counter() - started, 1),
                   sinc_backends={name: bank.resolved_backend(trainer.device.type)

@@ -20,8 +20,15 @@ from .audio import AUDIO_EXTENSIONS, AudioError
 from .cli import PREDICT_FORMATS as FORMATS
 from .config import TIE_BREAKS
 
-__all__ = ["FileResult", "vote", "find_audio_files", "file_result", "classify_paths",
+__all__ = ["GENRE_COLUMNS", "FileResult", "vote", "find_audio_files", "file_result",
+           "classify_paths",
            "check_predict_arguments", "format_results", "emit_results", "print_summary"]
+
+
+# The two numbers behind a file's genre in every output format, named for what they are. They
+# replace 'confidence', which was the vote share under majority vote and read like a calibrated
+# probability. The 'genre_' prefix keeps them apart from the per-class 'vote_<class>' columns.
+GENRE_COLUMNS = ("genre_vote_share", "genre_mean_probability")
 
 
 @dataclass
@@ -45,8 +52,7 @@ class FileResult:
         """JSON-friendly view (rounded numbers)."""
         return {"path": self.path, "genre": self.genre,
                 **{key: None if value is None else round(value, 4)
-                   for key, value in (("vote_share", self.vote_share),
-                                      ("mean_probability", self.mean_probability))},
+                   for key, value in zip(GENRE_COLUMNS, (self.vote_share, self.mean_probability))},
                 "vote_shares": {c: round(s, 4) for c, s in self.vote_shares.items()},
                 "clips": self.clips, "error": self.error}
 
@@ -138,11 +144,6 @@ def check_predict_arguments(batch_size, vote_method, batch_flag: str = "batch si
         raise ValueError(f"vote must be 'majority' or 'mean', got {vote_method!r}")
 
 
-# The two numbers behind a file's genre, named for what they are (they replace 'confidence',
-# which was the vote share under majority vote and read like a calibrated probability).
-_NUMBERS = ("vote_share", "mean_probability")
-
-
 def _top_votes(result: FileResult, count: int = 3) -> str:
     """'rock 0.62, metal 0.25' — the classes that received most votes."""
     ranked = sorted(result.vote_shares.items(), key=lambda item: -item[1])[:count]
@@ -155,7 +156,7 @@ def _table(results: list[FileResult]) -> str:
     if not results:
         return ""
     done = [r for r in results if r.ok]
-    rows = [("file", "genre") + _NUMBERS + ("clips", "votes")]
+    rows = [("file", "genre") + GENRE_COLUMNS + ("clips", "votes")]
     rows += [(r.path, r.genre, f"{r.vote_share:.3f}", f"{r.mean_probability:.3f}", str(r.clips),
               _top_votes(r)) for r in done]
     rows += [(r.path, "(skipped)", "-", "-", "0", r.error) for r in results if not r.ok]
@@ -171,7 +172,7 @@ def _csv(results: list[FileResult], classes: list) -> str:
     genre and its reason in the ``error`` column."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "genre", *_NUMBERS, "clips"] + [f"vote_{c}" for c in classes]
+    writer.writerow(["path", "genre", *GENRE_COLUMNS, "clips"] + [f"vote_{c}" for c in classes]
                     + ["error"])
     for r in results:
         if r.ok:

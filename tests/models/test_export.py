@@ -258,7 +258,7 @@ def assert_same_results(got: dict, want: dict):
     assert [r["path"] for r in got["results"]] == [r["path"] for r in want["results"]]
     for ours, theirs in zip(got["results"], want["results"]):
         assert ours["genre"] == theirs["genre"] and ours["clips"] == theirs["clips"]
-        for key in ("vote_share", "mean_probability"):
+        for key in ("genre_vote_share", "genre_mean_probability"):
             assert ours[key] == pytest.approx(theirs[key], abs=2e-4)
 
 

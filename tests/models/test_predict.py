@@ -132,15 +132,17 @@ def test_cli_csv_to_file_parses_back(tiny_run, songs, capsys, tmp_path):
     for row in rows:
         shares = [float(v) for k, v in row.items() if k.startswith("vote_")]
         assert len(shares) == 6 and sum(shares) == pytest.approx(1.0, abs=1e-3)
-        assert 0 < float(row["mean_probability"]) <= 1 and int(row["clips"]) == expected_clips(2.0)
-        assert float(row["vote_share"]) == pytest.approx(float(row[f"vote_{row['genre']}"]))
+        assert 0 < float(row["genre_mean_probability"]) <= 1
+        assert int(row["clips"]) == expected_clips(2.0)
+        assert float(row["genre_vote_share"]) == pytest.approx(float(row[f"vote_{row['genre']}"]))
 
 
 def test_cli_table_by_default(tiny_run, songs, capsys):
     status, out, _ = run_cli(capsys, songs / "one_second.flac", "--checkpoint",
                              tiny_run / "best.pt", "--device", "cpu")
     header, line = out.splitlines()
-    assert header.split()[:5] == ["file", "genre", "vote_share", "mean_probability", "clips"]
+    assert header.split()[:5] == ["file", "genre", "genre_vote_share", "genre_mean_probability",
+                                  "clips"]
     assert line.startswith(str(songs / "one_second.flac")) and status == 0
 
 

@@ -111,7 +111,8 @@ def test_sincnet_card_has_neither_spatial_pyramid_nor_trunk():
     assert card["trunk"] is None and card["model"]["spp"] is None
     assert "no trunk" in card["summary"] and "imagenet" not in card["summary"]
     text = card_markdown(card)
-    assert "spatial pyramid pooling (paper)" not in text and "imagenet" not in text.split("## Recipe")[0]
+    assert "spatial pyramid pooling (paper)" not in text
+    assert "imagenet" not in text.split("## Recipe")[0]
     assert "| trunk initialisation | none: the model has no ResNet trunk |" in text
     assert "the dataset's own train/valid/test split (predefined)" in text and "folds" not in text
 
@@ -186,7 +187,8 @@ def test_run_summarises_its_data_before_training_and_its_outputs_after(sincnet_r
     evaluated = 3 * len(range(0, 24000 - 8000 + 1, 4000))      # 3 songs of 1.5 s at 16 kHz
     assert split.startswith("split: the dataset's own train/valid/test split (predefined)")
     assert "train 6 songs (1 random clip(s) of each per epoch: 6)" in split
-    assert f"valid 3 songs ({evaluated} clips" in split and f"test 3 songs ({evaluated} clips" in split
+    assert f"valid 3 songs ({evaluated} clips" in split
+    assert f"test 3 songs ({evaluated} clips" in split
     wrote = lines[-1]
     assert wrote.startswith(f"wrote {out}/: best.pt, MODEL_CARD.md, last.pt, report.json, log.csv")
     assert all((out / name).is_file() for name in re.findall(r"[\w.]+\.(?:pt|md|json|csv|png)",
@@ -335,20 +337,23 @@ def test_predict_names_vote_share_and_mean_probability(tiny_run, tmp_path, capsy
                  "mean", "--format", "json", "--device", "cpu"]) == 0
     (result,) = json.loads(capsys.readouterr().out)["results"]
     assert "confidence" not in result and result["genre"] == classifier.classes[winner]
-    assert result["mean_probability"] == pytest.approx(mean[winner], abs=1e-3)
-    assert result["vote_share"] == pytest.approx(share, abs=1e-4)
-    assert result["vote_share"] == pytest.approx(result["vote_shares"][result["genre"]], abs=1e-4)
+    assert result["genre_mean_probability"] == pytest.approx(mean[winner], abs=1e-3)
+    assert result["genre_vote_share"] == pytest.approx(share, abs=1e-4)
+    assert result["genre_vote_share"] == pytest.approx(result["vote_shares"][result["genre"]],
+                                                       abs=1e-4)
 
     assert main(["predict", str(path), "--checkpoint", str(tiny_run / "best.pt"), "--vote",
                  "mean", "--format", "csv", "--device", "cpu"]) == 0
     (row,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
-    assert float(row["mean_probability"]) == pytest.approx(mean[winner], abs=1e-3)
-    assert float(row["vote_share"]) == pytest.approx(share, abs=1e-4) and "confidence" not in row
+    assert float(row["genre_mean_probability"]) == pytest.approx(mean[winner], abs=1e-3)
+    assert float(row["genre_vote_share"]) == pytest.approx(share, abs=1e-4)
+    assert "confidence" not in row
 
     assert main(["predict", str(path), "--checkpoint", str(tiny_run / "best.pt"),
                  "--device", "cpu"]) == 0
     header = capsys.readouterr().out.splitlines()[0].split()
-    assert header == ["file", "genre", "vote_share", "mean_probability", "clips", "votes"]
+    assert header == ["file", "genre", "genre_vote_share", "genre_mean_probability", "clips",
+                      "votes"]
 
 
 # ----------------------------------------------------------- the demo says what it shows
@@ -359,4 +364,5 @@ def test_demo_scope_points_to_a_real_recordings_section():
     assert "## Real recordings" in readme.splitlines()
     assert "not musical understanding" in DEMO_SCOPE and "'Real recordings'" in DEMO_SCOPE
     demo = readme.split("`make demo` runs `mssincresnet demo`.", 1)[1].split("\n\n", 1)[0]
+    demo = " ".join(demo.split())                     # the paragraph without its line breaks
     assert "not musical understanding" in demo and "(#real-recordings)" in demo
