@@ -498,7 +498,7 @@ def command_train(args) -> int:
         fold_spec = {**spec, "fold": fold} if spec["protocol"] == "cv" else dict(spec)
         fold_spec["seed"] = config.seed
         describe_data(corpus, splits, config, fold_spec)
-        _warn_about_splits(splits, corpus)
+        _warn_about_splits(splits, corpus, fold_spec.get("protocol"))
         _, report = _train_one(config, corpus, splits, fold_dir, path, not args.no_progress,
                                fold_spec)
         report.update(config=config.to_dict(), dataset=corpus.name, split=fold_spec,
@@ -621,9 +621,12 @@ def _warn_about_folds(corpus, folds: int) -> None:
               "folds will hold none of them (use fewer --folds)")
 
 
-def _warn_about_splits(splits, corpus) -> None:
+def _warn_about_splits(splits, corpus, protocol: str) -> None:
     """Name every class a split lacks (10 folds of an 18-song corpus leave 2 test songs)."""
     import numpy as np
+
+    remedy = "use fewer --folds or more data" if protocol == "cv" else \
+        "give each split songs of every class, or use --protocol cv"
 
     for split in ("train", "valid", "test"):
         indices = np.asarray(splits[split], dtype=np.int64)
@@ -633,7 +636,7 @@ def _warn_about_splits(splits, corpus) -> None:
         missing = [c for i, c in enumerate(corpus.classes) if i not in present]
         if missing:
             _warn(f"the {split} split ({len(indices)} songs) holds no song of class(es) "
-                  f"{', '.join(missing)}; use fewer --folds or more data")
+                  f"{', '.join(missing)}; {remedy}")
 
 
 def _write_confusion_figure(report, folder) -> None:

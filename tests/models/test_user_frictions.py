@@ -366,3 +366,18 @@ def test_demo_scope_points_to_a_real_recordings_section():
     demo = readme.split("`make demo` runs `mssincresnet demo`.", 1)[1].split("\n\n", 1)[0]
     demo = " ".join(demo.split())                     # the paragraph without its line breaks
     assert "not musical understanding" in demo and "(#real-recordings)" in demo
+
+
+@pytest.mark.parametrize("protocol,remedy", [("cv", "use fewer --folds"),
+                                             ("predefined", "give each split songs of every class")])
+def test_a_split_without_a_class_gets_the_remedy_of_its_protocol(protocol, remedy, capsys):
+    from types import SimpleNamespace
+
+    from models.cli import _warn_about_splits
+
+    corpus = SimpleNamespace(labels=np.array([0, 1, 0, 1, 0]), classes=["a", "b"])
+    splits = {"train": np.array([0, 1]), "valid": np.array([2, 4]), "test": np.array([3])}
+    _warn_about_splits(splits, corpus, protocol)
+    err = capsys.readouterr().err
+    assert "the valid split (2 songs) holds no song of class(es) b" in err and remedy in err
+    assert "test split" not in err and ("--folds" in err) == (protocol == "cv")
