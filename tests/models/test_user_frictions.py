@@ -375,8 +375,8 @@ def test_a_split_without_a_class_gets_the_remedy_of_its_protocol(protocol, remed
 
     from models.cli import _warn_about_splits
 
-    corpus = SimpleNamespace(labels=np.array([0, 1, 0, 1, 0]), classes=["a", "b"])
-    splits = {"train": np.array([0, 1]), "valid": np.array([2, 4]), "test": np.array([3])}
+    corpus = SimpleNamespace(labels=np.array([0, 1, 0, 0, 0, 1]), classes=["a", "b"])
+    splits = {"train": np.array([0, 1]), "valid": np.array([2, 3]), "test": np.array([4, 5])}
     _warn_about_splits(splits, corpus, protocol)
     err = capsys.readouterr().err
     assert "the valid split (2 songs) holds no song of class(es) b" in err and remedy in err
