@@ -319,13 +319,14 @@ def _settings_from_args(args) -> tuple[dict, set]:
 
     from_file = TrainConfig.read_file(args.config) if args.config else {}
     recipe = args.recipe or from_file.get("recipe", "paper")
-    values = {**recipe_config(recipe).to_dict(), **from_file, "recipe": recipe}
-    touched = set(from_file) | ({"recipe"} if args.recipe else set())
-    for field in list(values):
+    given = dict(from_file)
+    for field in TrainConfig().to_dict():
         flag = getattr(args, field, None)
         if flag is not None and field != "model_kwargs":
-            values[field] = None if flag is OFF else flag
-            touched.add(field)
+            given[field] = None if flag is OFF else flag
+    # as in Python, a clip length of one's own keeps the recipe's look-back share of the clip
+    values = {**recipe_config(recipe, **given).to_dict(), "recipe": recipe}
+    touched = set(given) | ({"recipe"} if args.recipe else set())
     if args.compact:
         before = dict(values)
         _make_compact(values, given=set(touched))

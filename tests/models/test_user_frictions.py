@@ -49,6 +49,20 @@ def test_compact_keeps_the_clip_and_hop_the_user_gives():
         .frame_lookback_seconds == pytest.approx(2.0)
 
 
+@pytest.mark.parametrize("clip", [1.5, 0.75])
+def test_a_clip_of_ones_own_keeps_the_lookback_share_as_in_python(clip):
+    """``--recipe authors --clip-seconds C`` is :func:`models.recipes.recipe_config`'s
+    ``clip_seconds=C``: the look-back keeps its 2 s of 3 (it used to stay 2 s, an error)."""
+    from models.recipes import recipe_config
+
+    want = recipe_config("authors", clip_seconds=clip)
+    got = settings("--recipe", "authors", "--clip-seconds", str(clip))
+    assert got.frame_lookback_seconds == pytest.approx(2.0 * clip / 3.0)
+    assert got.to_dict() == {**want.to_dict(), "recipe": "authors"}
+    assert settings("--recipe", "authors", "--clip-seconds", str(clip),
+                    "--frame-lookback-seconds", "0.5").frame_lookback_seconds == 0.5
+
+
 def test_compact_keeps_the_clip_of_a_config_file(tmp_path):
     path = tmp_path / "run.json"
     path.write_text(json.dumps({"clip_seconds": 2.0, "sample_rate": 8000}))
