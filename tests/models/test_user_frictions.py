@@ -382,8 +382,8 @@ def test_demo_scope_points_to_a_real_recordings_section():
     assert "not musical understanding" in demo and "(#real-recordings)" in demo
 
 
-@pytest.mark.parametrize("protocol,remedy", [("cv", "use fewer --folds"),
-                                             ("predefined", "give each split songs of every class")])
+@pytest.mark.parametrize("protocol,remedy", [
+    ("cv", "use fewer --folds"), ("predefined", "give each split songs of every class")])
 def test_a_split_without_a_class_gets_the_remedy_of_its_protocol(protocol, remedy, capsys):
     from types import SimpleNamespace
 
