@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import contextlib
 import ctypes
 import datetime
 import gc
 import json
-import logging
 import multiprocessing
 import os
 import platform
@@ -41,6 +39,7 @@ import torch
 from torch import nn
 
 import sincfb
+from sincfb._build import quiet_cuda_home_notice as quiet_cuda_home_warning
 from bench.machine import cpu_info
 from bench.peers import PEERS, installed_peers, make_peer_bank, peer_fields
 from models.fileio import atomic_write_json
@@ -253,23 +252,6 @@ def cuda_memory_probe(step: Callable, device: str, calls: int = 2) -> float:
         step()
     synchronize(device)
     return (torch.cuda.max_memory_allocated(device) - base) / MB
-
-
-@contextlib.contextmanager
-def quiet_cuda_home_warning():
-    """Silence cpp_extension's "No CUDA runtime is found" warning while the block runs.
-
-    Importing ``torch.utils.benchmark`` or compiling with Inductor imports
-    ``torch.utils.cpp_extension``, which logs that warning on CPU machines with a CUDA toolkit:
-    noise in every case's output, and irrelevant to what is measured.
-    """
-    logger = logging.getLogger("torch.utils.cpp_extension")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def time_cpu(step: Callable, min_time: float) -> dict:

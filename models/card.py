@@ -23,7 +23,8 @@ from typing import Optional
 from .config import TrainConfig
 
 __all__ = ["CARD_FORMAT", "CARD_NAME", "build_card", "card_summary", "card_markdown",
-           "write_card", "add_test_scores", "checkpoint_summary", "describe_device"]
+           "write_card", "add_test_scores", "checkpoint_summary", "describe_device",
+           "describe_split"]
 
 CARD_FORMAT = "sincfb-model-card/1"
 CARD_NAME = "MODEL_CARD.md"
@@ -116,7 +117,10 @@ def build_card(*, config: TrainConfig, classes, dataset: str, split_sizes: dict,
     ``scores``: ``{split: score dict}`` of that epoch's evaluations (confusion matrices), where
     known; the history row of the epoch gives the accuracies otherwise. JSON types only.
     """
+    from .checkpoints import head_and_trunk
+
     base, differences = _recipe_differences(config)
+    spp, trunk = head_and_trunk(config)
     row = history[epoch - 1] if 0 < epoch <= len(history) else {}
     results = {}
     for split in _SPLITS:
@@ -129,15 +133,15 @@ def build_card(*, config: TrainConfig, classes, dataset: str, split_sizes: dict,
     card = {
         "format": CARD_FORMAT,
         "model": {"name": config.model, "kwargs": config.model_kwargs, "parameters": parameters,
-                  "spp": config.spp, "sample_rate": config.sample_rate,
+                  "spp": spp, "sample_rate": config.sample_rate,
                   "clip_samples": config.clip_samples, "hop_samples": config.hop_samples},
         "recipe": {"name": config.recipe, "compared_with": base, "differences": differences},
         "data": {"dataset": dataset, "songs": sum(split_sizes.values()), "splits": split_sizes,
                  "split": split_spec, "classes": list(classes)},
-        "trunk": config.backbone,
+        "trunk": trunk,
         "training": {"epoch": epoch, "epochs": config.epochs, "epochs_run": len(history),
                      "best_epoch": best.get("epoch"), "selected_on": config.select_on,
-                     "seconds": round(sum(r.get("seconds", 0.0) for r in history), 1),
+                     **_time_totals(history),
                      "device": device, "seed": config.seed},
         "scores": results,
         "software": _software(),
@@ -155,12 +159,38 @@ def card_summary(card: dict) -> str:
                        for split, s in card["scores"].items()) or "not evaluated"
     commit = card["software"].get("git_commit")
     return (f"{model['name']} ({model['parameters'] / 1e6:.1f} M parameters, recipe "
-            f"{card['recipe']['name']}, trunk {card['trunk']}) on {data['dataset']} "
+            f"{card['recipe']['name']}, {_trunk_words(card['trunk'])}) on {data['dataset']} "
             f"({len(data['classes'])} classes, {data['songs']} songs), epoch "
             f"{training['epoch']}/{training['epochs']}: {scores}; seed {training['seed']}, "
             f"sincfb {card['software'].get('sincfb')}"
             + (f", commit {commit[:12]}{'+dirty' if commit.endswith('+dirty') else ''}"
                if commit else ""))
+
+
+def _trunk_words(trunk: Optional[str]) -> str:
+    """'trunk random', or 'no trunk' for a model without one (SincNet)."""
+    return "no trunk" if trunk is None else f"trunk {trunk}"
+
+
+def _head_words(spp: Optional[bool]) -> str:
+    """The classifier head of the card's model."""
+    if spp is None:
+        return "its own fully-connected layers (no spatial pyramid pooling)"
+    return "spatial pyramid pooling (paper)" if spp else "global average pool + fc"
+
+
+def describe_split(split: dict) -> str:
+    """How the songs were split, in words: the dataset's own split is named as such."""
+    protocol = split.get("protocol")
+    if protocol == "predefined":
+        words = "the dataset's own train/valid/test split (predefined)"
+    elif protocol == "filtered":
+        words = "GTZAN's fault-filtered split"
+    elif protocol == "cv":
+        words = f"{split.get('folds')}-fold cross-validation, test fold {split.get('fold')}"
+    else:
+        return ", ".join(f"{k} {v}" for k, v in split.items()) or "as recorded in the checkpoint"
+    return words + (f", seed {split['seed']}" if "seed" in split else "")
 
 
 def _table(rows) -> list[str]:
@@ -179,6 +209,26 @@ def _confusion_lines(split: str, scores: dict, classes: list) -> list[str]:
     return lines
 
 
+
+def _step_seconds(row: dict) -> float:
+    # rows written before wall times were logged have only "seconds", the training steps' time
+    return row.get("step_seconds", row.get("seconds", 0.0))
+
+
+def _time_totals(history: list) -> dict:
+    """The run's wall time and training-step time, summed over the epochs of ``history``; an
+    epoch logged before wall times were kept counts its step time as its wall time."""
+    return {"wall_seconds": round(sum(r.get("wall_seconds", _step_seconds(r)) for r in history), 1),
+            "step_seconds": round(sum(_step_seconds(r) for r in history), 1)}
+
+
+def _time_line(training: dict) -> str:
+    """The card's time row; a card written before wall times were kept has only "seconds"."""
+    if "wall_seconds" not in training:
+        return f"{training.get('seconds', 0.0):.0f} s in training steps"
+    return (f"{training['wall_seconds']:.0f} s wall time over the epochs (training, "
+            f"evaluation), {training['step_seconds']:.0f} s of it in training steps")
+
 def card_markdown(card: dict, checkpoint: str = "best.pt") -> str:
     """``MODEL_CARD.md``: the card of ``checkpoint`` as markdown."""
     model, data, training, recipe = card["model"], card["data"], card["training"], card["recipe"]
@@ -190,17 +240,16 @@ def card_markdown(card: dict, checkpoint: str = "best.pt") -> str:
              "checkpoint, as JSON under `card`.", "", "## Model", ""]
     lines += _table([
         ("model", f"`{model['name']}` `{json.dumps(model['kwargs'])}`"),
-        ("head", "spatial pyramid pooling (paper)" if model["spp"] else "global average pool + fc"),
+        ("head", _head_words(model["spp"])),
         ("parameters", f"{model['parameters']:,}"),
         ("input", f"clips of {model['clip_samples']} samples at {model['sample_rate']} Hz, hop "
                   f"{model['hop_samples']} samples"),
-        ("trunk initialisation", card["trunk"])])
+        ("trunk initialisation", card["trunk"] or "none: the model has no ResNet trunk")])
     lines += ["", "## Data", ""]
     lines += _table([
         ("dataset", data["dataset"]),
         ("songs", f"{data['songs']}: " + ", ".join(f"{k} {v}" for k, v in data["splits"].items())),
-        ("split", ", ".join(f"{k} {v}" for k, v in split.items())
-         or "as recorded in the checkpoint"),
+        ("split", describe_split(split)),
         ("classes, in output order", ", ".join(data["classes"]))])
     lines += ["", "## Recipe", "", f"Recipe `{recipe['name']}`; the values that differ from the "
               f"`{recipe['compared_with']}` recipe:", ""]
@@ -224,7 +273,7 @@ def card_markdown(card: dict, checkpoint: str = "best.pt") -> str:
         ("weights", f"after epoch {training['epoch']} of {training['epochs']} "
                     f"({training['epochs_run']} run; best on {training['selected_on']}: epoch "
                     f"{training['best_epoch']})"),
-        ("time", f"{training['seconds']:.0f} s in training steps"),
+        ("time", _time_line(training)),
         ("device", training["device"]), ("seed", training["seed"]), ("software", software),
         ("code", f"git {card['software']['git_commit'] or 'commit unknown (not a checkout)'}"),
         ("written", card["written"])])

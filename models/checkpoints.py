@@ -28,8 +28,9 @@ from .config import TrainConfig
 from .fileio import atomic_torch_save
 
 __all__ = ["CHECKPOINT_FORMAT", "AUTHORS_FORMAT", "EARLIER_FORMAT_TYPES", "CheckpointError",
-           "build_from_config", "plain_data", "save_checkpoint", "load_data_file",
-           "read_checkpoint", "check_classes", "load_model_state", "load_checkpoint"]
+           "build_from_config", "constructor_arguments", "head_and_trunk", "plain_data",
+           "save_checkpoint", "load_data_file", "read_checkpoint", "check_classes",
+           "load_model_state", "load_checkpoint"]
 
 CHECKPOINT_FORMAT = "sincfb-genre/1"
 AUTHORS_FORMAT = "authors-release"       # a checkpoint of the authors' main.py / demo.py
@@ -45,9 +46,9 @@ def build_from_config(name: str, num_classes: int, model_kwargs: dict, sample_ra
     """Instantiate a model of the models package, passing the clip geometry, the head (``spp``)
     and the trunk initialisation (``backbone``: 'imagenet', 'random', a path or None = random)
     where the model accepts them and ``model_kwargs`` does not set them."""
-    from .registry import MODELS, build_model, canonical_name
+    from .registry import build_model
 
-    accepted = inspect.signature(MODELS[canonical_name(name)]).parameters
+    accepted = constructor_arguments(name)
     kwargs = dict(model_kwargs)
     weights = None if backbone in (None, "random") else backbone
     for key, value in (("sample_rate", sample_rate), ("clip_samples", clip_samples),
@@ -55,6 +56,23 @@ def build_from_config(name: str, num_classes: int, model_kwargs: dict, sample_ra
         if key in accepted and value is not None:
             kwargs.setdefault(key, value)
     return build_model(name, num_classes, **kwargs)
+
+
+def constructor_arguments(name: str) -> set:
+    """The argument names of model ``name``'s constructor."""
+    from .registry import MODELS, canonical_name
+
+    return set(inspect.signature(MODELS[canonical_name(name)]).parameters)
+
+
+def head_and_trunk(config: TrainConfig) -> tuple[Optional[bool], Optional[str]]:
+    """``(spp, trunk)`` of the model ``config`` builds: whether its head is the spatial
+    pyramid (None for a model without that choice, SincNet) and how its ResNet trunk starts
+    (None for a model without a trunk, SincNet), as :func:`build_from_config` applies them."""
+    accepted = constructor_arguments(config.model)
+    spp = config.model_kwargs.get("spp", config.spp) if "spp" in accepted else None
+    trunk = config.backbone if "backbone_weights" in accepted else None
+    return spp, trunk
 
 
 #: The only types besides plain data that a checkpoint may hold. The command line never wrote
@@ -125,7 +143,7 @@ def _first_line(error: Exception) -> str:
 def _refused(path: Path, error: pickle.UnpicklingError) -> str:
     """The one-line message for a file PyTorch's restricted unpickler stopped: code it would
     have had to import or call, or else a corrupt stream. Only the facts are taken from
-    PyTorch's message, never its advice (which is to load with ``weights_only=False``)."""
+    PyTorch's message, never its advice (which is to switch the weights-only mode off)."""
     text = str(error)
     operand = re.search(r"Unsupported operand (\d+)", text)
     if operand and int(operand.group(1)) not in _CODE_OPCODES or \

@@ -10,6 +10,7 @@ import time
 import warnings
 from pathlib import Path
 
+from .card import describe_split
 from .datasets import DATASETS, KINDS
 
 __all__ = ["main", "build_parser"]
@@ -19,12 +20,19 @@ PREDICT_FORMATS = ("table", "json", "csv")
 EXPORT_FORMATS = ("onnx", "torch-export")
 DEFAULT_OPSET = 18     # onnxscript's own opset (no conversion); onnxruntime >= 1.14 runs it
 DEFAULT_FOLDS = 10
+WARMUP_SHARE = 0.25    # a warm-up taking at least this share of the epochs is warned about
 
 DEMO_SETTINGS = {   # the demo's recipe on the synthetic corpus: short, fast, reliable on 2 CPU cores
     "songs_per_genre": 30, "song_seconds": 4.0, "epochs": 12, "batch_size": 16, "lr": 0.005,
     "warmup_epochs": 1, "warmup_lr": 0.001, "halve_every": 4, "clips_per_song": 4,
     "hop_seconds": 0.25, "folds": 5,
 }
+
+
+# the demo's last line: what its synthetic genres can and cannot show
+DEMO_SCOPE = ("note: the synthetic genres differ in tempo, drum pattern and timbre; they test the "
+              "pipeline end to end, not musical understanding. For results on real recordings "
+              "see README.md, section 'Real recordings'.")
 
 
 class _Off:
@@ -64,7 +72,8 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--config", help="JSON or TOML file of training settings (flags override it)")
     group.add_argument("--model", help="mssincresnet (default), sincresnet, sincnet, melresnet")
     group.add_argument("--compact", action="store_true",
-                       help="the small CPU configuration of the model (short clips, few filters)")
+                       help="the small CPU configuration of the model (few filters, 0.5-s clips "
+                       "and a 0.25-s hop unless --clip-seconds / --hop-seconds are given)")
     group.add_argument("--backend", help="sincfb backend for the sinc layers (default auto)")
     group.add_argument("--backbone", help="trunk initialisation: imagenet (default; torchvision's "
                        "weights, downloaded once), random, or a local resnet18 .pth file")
@@ -227,7 +236,8 @@ def _add_predict_parser(commands) -> None:
     """Add the ``predict`` sub-command to the ``mssincresnet`` sub-parsers."""
     p = commands.add_parser("predict", help="classify audio files or folders with a checkpoint",
                             description="Classify every audio file given (folders are searched "
-                            "recursively): genre, confidence and vote shares over its clips.")
+                            "recursively): genre, the genre's vote share and mean probability over "
+                            "its clips, and the vote shares of every class.")
     p.add_argument("paths", nargs="+", metavar="FILES_OR_FOLDERS")
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint",
@@ -309,16 +319,17 @@ def _settings_from_args(args) -> tuple[dict, set]:
 
     from_file = TrainConfig.read_file(args.config) if args.config else {}
     recipe = args.recipe or from_file.get("recipe", "paper")
-    values = {**recipe_config(recipe).to_dict(), **from_file, "recipe": recipe}
-    touched = set(from_file) | ({"recipe"} if args.recipe else set())
-    for field in list(values):
+    given = dict(from_file)
+    for field in TrainConfig().to_dict():
         flag = getattr(args, field, None)
         if flag is not None and field != "model_kwargs":
-            values[field] = None if flag is OFF else flag
-            touched.add(field)
+            given[field] = None if flag is OFF else flag
+    # as in Python, a clip length of one's own keeps the recipe's look-back share of the clip
+    values = {**recipe_config(recipe, **given).to_dict(), "recipe": recipe}
+    touched = set(given) | ({"recipe"} if args.recipe else set())
     if args.compact:
         before = dict(values)
-        _make_compact(values, args)
+        _make_compact(values, given=set(touched))
         touched |= {"model_kwargs", "sample_rate", "clip_seconds"}
         touched |= {key for key in values if values[key] != before[key]}
     if getattr(args, "backend", None):
@@ -341,17 +352,21 @@ def _explicit_settings(args) -> dict:
     return {key: values[key] for key in touched}
 
 
-def _make_compact(values: dict, args) -> None:
-    """The compact model and its short clips; the hop (unless given) becomes half a clip, and a
-    look-back (unless given) keeps its share of the clip."""
+def _make_compact(values: dict, given: set) -> None:
+    """The compact model and its short clips. A setting the user ``given`` (a flag or the
+    --config file) is kept: ``--compact --clip-seconds 3`` trains on 3-s clips. The hop (unless
+    given) becomes half a clip, and a look-back (unless given) keeps its share of the clip."""
     from . import compact_config
 
     kwargs = compact_config(values["model"])
-    clip_seconds = kwargs.pop("clip_samples") / kwargs["sample_rate"]
-    values["sample_rate"] = kwargs.pop("sample_rate")
-    if args.hop_seconds is None:
+    compact_clip = kwargs.pop("clip_samples") / kwargs["sample_rate"]
+    compact_rate = kwargs.pop("sample_rate")
+    clip_seconds = values["clip_seconds"] if "clip_seconds" in given else compact_clip
+    if "sample_rate" not in given:
+        values["sample_rate"] = compact_rate
+    if "hop_seconds" not in given:
         values["hop_seconds"] = clip_seconds / 2
-    if values["frame_lookback_seconds"] is not None and args.frame_lookback_seconds is None:
+    if values["frame_lookback_seconds"] is not None and "frame_lookback_seconds" not in given:
         values["frame_lookback_seconds"] *= clip_seconds / values["clip_seconds"]
     values["clip_seconds"] = clip_seconds
     values["model_kwargs"] = {**kwargs, **values["model_kwargs"]}
@@ -437,7 +452,9 @@ def _resumed_config(args, saved: dict):
     settings = resumed_settings(state["config"], _explicit_settings(args), args.override,
                                 source=str(path))
     stored = state.get("split_spec") or {}
-    asked = {k: v for k, v in _split_spec(args).items() if v is not None and k != "fold"}
+    # 'auto' matches the protocol it resolved to, which the checkpoint records
+    asked = {k: v for k, v in _split_spec(args).items()
+             if v is not None and k != "fold" and (k, v) != ("protocol", "auto")}
     changed = {k: (stored[k], v) for k, v in asked.items() if k in stored and stored[k] != v}
     if changed:
         raise RunFolderError(f"--resume: {path} was split with "
@@ -449,20 +466,23 @@ def _resumed_config(args, saved: dict):
 
 def command_train(args) -> int:
     """Train on a dataset (one split or every CV fold) and write the report."""
-    from .data import make_splits, resolved_protocol
+    from .data import make_splits
     from .evaluate import aggregate_folds
     from .runs import prepare_run_folder, splits_from_checkpoint
     from .fileio import atomic_write_text
     from .runtime import resolve_device
 
+    started = time.perf_counter()
     out, fold_dirs = Path(args.out), _fold_dirs(args)
     saved = _saved_runs(args, fold_dirs)
     config = _resumed_config(args, saved) if saved else _config_from_args(args)
+    _check_model_flags(args, config)
     resolve_device(config.device)         # a device that is not here fails before any work
     prepare_run_folder(out, args.overwrite, bool(args.resume))
     _warn_about_schedule(config)
     tracklist, corpus = _open_corpus(args, config)
-    spec = {"protocol": args.protocol or "auto", "folds": args.folds or DEFAULT_FOLDS}
+    kept = tracklist.restricted_to(corpus.names)
+    spec = _new_split_spec(args, kept)
     reports = []
     for fold, fold_dir in fold_dirs.items():
         path, state = saved.get(fold, (None, None))
@@ -470,32 +490,84 @@ def command_train(args) -> int:
             splits = splits_from_checkpoint(state, corpus.names, str(path))
             spec = state.get("split_spec") or spec
         else:
-            kept = tracklist.restricted_to(corpus.names)
             # Selecting on the test fold, as the authors' main.py does, leaves no use for a
             # validation fold: like theirs, the training set is then every other fold.
-            splits = make_splits(kept, spec["protocol"], fold, spec["folds"], config.seed,
+            splits = make_splits(kept, spec["protocol"], fold, spec.get("folds", 1), config.seed,
                                  validation=config.select_on == "valid")
-            if resolved_protocol(kept, spec["protocol"]) == "cv" and fold == min(fold_dirs):
+            if spec["protocol"] == "cv" and fold == min(fold_dirs):
                 _warn_about_folds(corpus, spec["folds"])
-        _warn_about_splits(splits, corpus)
+        fold_spec = {**spec, "fold": fold} if spec["protocol"] == "cv" else dict(spec)
+        fold_spec["seed"] = config.seed
+        describe_data(corpus, splits, config, fold_spec)
+        _warn_about_splits(splits, corpus, fold_spec.get("protocol"))
         _, report = _train_one(config, corpus, splits, fold_dir, path, not args.no_progress,
-                               {**spec, "fold": fold, "seed": config.seed})
-        report.update(config=config.to_dict(), dataset=corpus.name, fold=fold,
-                      skipped_files=corpus.failures)
+                               fold_spec)
+        report.update(config=config.to_dict(), dataset=corpus.name, split=fold_spec,
+                      skipped_files=corpus.failures,
+                      wall_seconds=round(time.perf_counter() - started, 1))
         atomic_write_text(fold_dir / "report.json", json.dumps(report, indent=1))
         _write_confusion_figure(report, fold_dir)
         _write_run_figures(fold_dir)
         reports.append(report)
         if "test" in report:
-            print(f"fold {fold}: test song accuracy {report['test']['song_accuracy']:.4f}, "
+            where = f"fold {fold}" if spec["protocol"] == "cv" else describe_split(fold_spec)
+            print(f"{where}: test song accuracy {report['test']['song_accuracy']:.4f}, "
                   f"clip accuracy {report['test']['clip_accuracy']:.4f}")
+        print_outputs(fold_dir, report["wall_seconds"])
     if args.all_folds:
         summary = aggregate_folds([r["test"] for r in reports if "test" in r])
         atomic_write_text(out / "cv_report.json", json.dumps(summary, indent=1))
         acc = summary["song_accuracy"]
-        print(f"{len(reports)} folds: song accuracy {acc['mean']:.4f} ± {acc['std']:.4f}")
+        print(f"{len(reports)} folds: song accuracy {acc['mean']:.4f} ± {acc['std']:.4f} -> "
+              f"{out / 'cv_report.json'}")
     _report_failures(corpus)
     return 0
+
+
+def _new_split_spec(args, tracklist) -> dict:
+    """How a new run splits ``tracklist``: ``{'protocol': 'cv', 'folds': k}``, or only the
+    protocol for a split the dataset defines ('predefined', GTZAN's 'filtered'), which has no
+    folds: --fold, --folds and --all-folds are then an error rather than ignored."""
+    from .data import resolved_protocol
+
+    protocol = resolved_protocol(tracklist, args.protocol or "auto")
+    if protocol == "cv":
+        return {"protocol": "cv", "folds": args.folds or DEFAULT_FOLDS}
+    given = [flag for flag, value in (("--fold", args.fold), ("--folds", args.folds),
+                                      ("--all-folds", args.all_folds or None)) if value is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)}: cross-validation flags, but the run uses "
+                         f"{describe_split({'protocol': protocol})}, which has no folds; drop "
+                         "them, or pass --protocol cv to ignore the dataset's split")
+    return {"protocol": protocol}
+
+
+def describe_data(corpus, splits: dict, config, split_spec: dict) -> None:
+    """Print what a run trains on before it starts: classes, songs and clips per split, how
+    the songs were split and how many files were skipped."""
+    counts = {name: int(len(indices)) for name, indices in splits.items()}
+    evaluated = {name: sum(config.framing.count(int(corpus.lengths[int(i)])) for i in indices)
+                 for name, indices in splits.items() if name != "train"}
+    skipped = (f"; {len(corpus.failures)} file(s) skipped as unusable (listed at the end)"
+               if corpus.failures else "")
+    print(f"data: {corpus.name}, {len(corpus)} songs in {len(corpus.classes)} classes "
+          f"({', '.join(corpus.classes)}){skipped}")
+    print(f"split: {describe_split(split_spec)}: train {counts['train']} songs "
+          f"({config.clips_per_song} random clip(s) of each per epoch: "
+          f"{counts['train'] * config.clips_per_song}), "
+          + ", ".join(f"{name} {counts[name]} songs ({evaluated[name]} clips, all evaluated)"
+                      for name in ("valid", "test") if counts.get(name))
+          + f"; clips of {config.clip_seconds:g} s at {config.sample_rate} Hz, hop "
+          f"{config.hop_seconds:g} s")
+
+
+def print_outputs(folder, wall_seconds: float) -> None:
+    """Print where a run's outputs are (those that exist) and its wall time."""
+    folder = Path(folder)
+    names = [name for name in ("best.pt", "MODEL_CARD.md", "last.pt", "report.json", "log.csv",
+                               "curves.png", "filterbank.png", "confusion.png")
+             if (folder / name).exists()]
+    print(f"wrote {folder}/: {', '.join(names)} ({wall_seconds:.0f} s wall time in all)")
 
 
 def _warn(message: str) -> None:
@@ -503,12 +575,40 @@ def _warn(message: str) -> None:
 
 
 def _warn_about_schedule(config) -> None:
-    """A run that never leaves the warm-up rate is almost always a mistake (--epochs 3 with the
-    paper's 5 warm-up epochs)."""
-    if config.epochs <= config.warmup_epochs:
-        _warn(f"--epochs {config.epochs} does not exceed the {config.warmup_epochs} warm-up "
-              f"epochs: the whole run trains at the warm-up rate {config.warmup_lr:g}, never at "
-              f"--lr {config.lr:g} (lower --warmup-epochs or raise --epochs)")
+    """A run that spends a large share (:data:`WARMUP_SHARE`) of its epochs at the warm-up rate
+    is almost always a mistake (--epochs 8 with the paper's 5 warm-up epochs)."""
+    warmup, epochs = config.warmup_epochs, config.epochs
+    if warmup <= 0 or warmup < WARMUP_SHARE * epochs:
+        return
+    if epochs <= warmup:
+        _warn(f"--epochs {epochs} does not exceed the {warmup} warm-up epochs: the whole run "
+              f"trains at the warm-up rate {config.warmup_lr:g}, never at --lr {config.lr:g} "
+              "(lower --warmup-epochs or raise --epochs)")
+    else:
+        _warn(f"{warmup} of the {epochs} epochs ({warmup / epochs:.0%}) train at the warm-up "
+              f"rate {config.warmup_lr:g} rather than --lr {config.lr:g} (lower "
+              "--warmup-epochs or raise --epochs)")
+
+
+def _check_model_flags(args, config) -> None:
+    """A setting the user gives for a part the model lacks cannot be honoured: an error
+    (SincNet has neither a spatial pyramid head nor a ResNet trunk; only the sincfb banks of
+    MS-SincResNet and SincResNet have a backend), except ``--backbone random``, which is what
+    such a model is anyway (a note says so)."""
+    from .checkpoints import constructor_arguments, head_and_trunk
+
+    if args.backend and "backend" not in constructor_arguments(config.model):
+        raise ValueError(f"--backend {args.backend}: {config.model} has no sincfb filterbank "
+                         "layer; leave --backend out")
+    spp, trunk = head_and_trunk(config)
+    if trunk is None and args.backbone is not None:
+        if args.backbone != "random":
+            raise ValueError(f"--backbone {args.backbone}: {config.model} has no ResNet trunk "
+                             "to initialise; leave --backbone out")
+        print_note(f"{config.model} has no ResNet trunk; all its layers start random")
+    if spp is None and args.spp:
+        raise ValueError(f"--spp: {config.model} has no spatial pyramid pooling head; leave "
+                         "--spp out")
 
 
 def _warn_about_folds(corpus, folds: int) -> None:
@@ -522,9 +622,12 @@ def _warn_about_folds(corpus, folds: int) -> None:
               "folds will hold none of them (use fewer --folds)")
 
 
-def _warn_about_splits(splits, corpus) -> None:
+def _warn_about_splits(splits, corpus, protocol: str) -> None:
     """Name every class a split lacks (10 folds of an 18-song corpus leave 2 test songs)."""
     import numpy as np
+
+    remedy = "use fewer --folds or more data" if protocol == "cv" else \
+        "give each split songs of every class, or use --protocol cv"
 
     for split in ("train", "valid", "test"):
         indices = np.asarray(splits[split], dtype=np.int64)
@@ -534,7 +637,7 @@ def _warn_about_splits(splits, corpus) -> None:
         missing = [c for i, c in enumerate(corpus.classes) if i not in present]
         if missing:
             _warn(f"the {split} split ({len(indices)} songs) holds no song of class(es) "
-                  f"{', '.join(missing)}; use fewer --folds or more data")
+                  f"{', '.join(missing)}; {remedy}")
 
 
 def _write_confusion_figure(report, folder) -> None:
@@ -650,10 +753,10 @@ def command_demo(args) -> int:
     tracklist = synthetic_tracklist(s["songs_per_genre"], s["song_seconds"], seed=args.seed)
     corpus = load_corpus(tracklist, sample_rate, args.cache_dir, progress=not args.no_progress)
     splits = make_splits(tracklist, "cv", fold=0, folds=s["folds"], seed=args.seed)
-    print(f"synthetic corpus: {len(corpus)} songs, {len(corpus.classes)} genres "
-          f"({', '.join(corpus.classes)}); train {len(splits['train'])}, valid "
-          f"{len(splits['valid'])}, held-out test {len(splits['test'])} songs")
-    trainer, report = _train_one(config, corpus, splits, args.out, None, not args.no_progress)
+    spec = {"protocol": "cv", "folds": s["folds"], "fold": 0, "seed": args.seed}
+    describe_data(corpus, splits, config, spec)
+    trainer, report = _train_one(config, corpus, splits, args.out, None, not args.no_progress,
+                                 spec)
     report.update(config=config.to_dict(), dataset="synthetic", demo=True,
                   wall_seconds=round(time.perf_counter() - started, 1),
                   sinc_backends={name: bank.resolved_backend(trainer.device.type)
@@ -665,8 +768,8 @@ def command_demo(args) -> int:
     test = report["test"]
     print(f"held-out songs: song accuracy {test['song_accuracy']:.3f} (majority vote over clips), "
           f"clip accuracy {test['clip_accuracy']:.3f}; {report['wall_seconds']:.0f} s in all")
-    print(f"wrote {out / 'report.json'}, checkpoint {out / 'best.pt'} and its model card "
-          f"{out / 'MODEL_CARD.md'}, log {out / 'log.csv'}")
+    print_outputs(out, report["wall_seconds"])
+    print(DEMO_SCOPE)
     return 0
 
 

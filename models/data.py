@@ -595,11 +595,9 @@ def _decode_all(tracklist: TrackList, sample_rate: int, progress: bool, fixed_sa
 
 
 def _progress(items, description, enabled):
-    if not enabled:
-        return items
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
-    return tqdm(items, desc=description, unit="track", leave=False)
+    return progress_bar(items, description, "track", enabled)
 
 
 def _storage(tracklist: TrackList, storage: str, fixed_samples) -> str:

@@ -25,7 +25,6 @@ class SongPrediction:
     name: str
     label: int                    # the true class (-1 when unknown)
     predicted: int
-    confidence: float             # vote share of the winner ('majority') or its mean probability
     vote_shares: np.ndarray       # fraction of clips that voted for each class
     mean_probabilities: np.ndarray
     clip_predictions: np.ndarray  # argmax of every clip
@@ -33,7 +32,9 @@ class SongPrediction:
     def as_dict(self, classes) -> dict:
         """JSON-friendly view with class names."""
         return {"name": self.name, "label": classes[self.label] if self.label >= 0 else None,
-                "predicted": classes[self.predicted], "confidence": round(float(self.confidence), 4),
+                "predicted": classes[self.predicted],
+                "vote_share": round(float(self.vote_shares[self.predicted]), 4),
+                "mean_probability": round(float(self.mean_probabilities[self.predicted]), 4),
                 "vote_shares": {c: round(float(s), 4) for c, s in zip(classes, self.vote_shares)},
                 "clips": int(len(self.clip_predictions))}
 
@@ -55,19 +56,19 @@ def classify_clips(model, clips: torch.Tensor, batch_size: int = 32, device=None
 
 def predict_songs(model, corpus, indices, framing: Framing, batch_size: int = 32, device=None,
                   amp: bool = False, method: str = "majority", progress: bool = False,
-                  tie_break: str = "probability") -> list[SongPrediction]:
-    """Classify every clip (``framing``) of each song ``indices`` of ``corpus``; vote per song."""
-    iterator = indices
-    if progress:
-        from tqdm.auto import tqdm
-        iterator = tqdm(indices, desc="evaluating", unit="song", leave=False)
+                  tie_break: str = "probability",
+                  description: str = "evaluating") -> list[SongPrediction]:
+    """Classify every clip (``framing``) of each song ``indices`` of ``corpus``; vote per song.
+    ``progress``: a bar named ``description`` on stderr, when it is a terminal."""
+    from .progress import progress_bar
+
     results = []
-    for index in iterator:
+    for index in progress_bar(indices, description, "song", progress):
         probabilities = classify_clips(model, corpus.framed_clips(int(index), framing),
                                        batch_size, device, amp)
-        winner, confidence, shares, mean = vote(probabilities, method, tie_break)
+        winner, _, shares, mean = vote(probabilities, method, tie_break)
         results.append(SongPrediction(corpus.names[int(index)], int(corpus.labels[int(index)]),
-                                      winner, confidence, shares, mean,
+                                      winner, shares, mean,
                                       probabilities.argmax(1).numpy()))
     return results
 

@@ -44,22 +44,20 @@ class OnnxClassifier:
     path: str
 
     def song_decision(self, track: np.ndarray, vote_method: str, batch_size: int):
-        """``(winner, confidence, vote_shares, clips)`` of one decoded track."""
+        """``(winner, vote_shares, mean_probabilities, clips)`` of one decoded track."""
         if self.kind == "song":
             logits, mean, shares, majority = self.session.run(
                 None, {"waveform": np.ascontiguousarray(track, dtype=np.float32)})
             winner = int(majority) if vote_method == "majority" else int(np.argmax(mean))
-            confidence = shares[winner] if vote_method == "majority" else mean[winner]
-            return winner, float(confidence), shares.astype(np.float64), len(logits)
+            return winner, shares.astype(np.float64), mean.astype(np.float64), len(logits)
         count = self.framing.count(len(track))
         probabilities = []
         for first in range(0, count, batch_size):
             clips = self.framing.clip_array(track, range(first, min(count, first + batch_size)))
             (logits,) = self.session.run(["logits"], {"clips": clips})
             probabilities.append(_softmax(logits))
-        winner, confidence, shares, _ = vote(np.concatenate(probabilities), vote_method,
-                                             self.tie_break)
-        return winner, confidence, shares, count
+        winner, _, shares, mean = vote(np.concatenate(probabilities), vote_method, self.tie_break)
+        return winner, shares, mean, count
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -117,7 +117,8 @@ def load_classifier(checkpoint, device: Union[str, torch.device] = "auto",
 @torch.no_grad()
 def classify_track(classifier: Classifier, track: np.ndarray, batch_size: int = 32,
                    vote_method: Optional[str] = None):
-    """``(winner, confidence, vote_shares, mean_probabilities, clips)`` for one decoded track.
+    """``(winner, vote_shares, mean_probabilities, clips)`` for one decoded track; ``winner``
+    is the vote's decision (majority, or highest mean probability with ``vote_method='mean'``).
 
     Clips are cut one batch at a time, so a long recording never holds all its clips at once.
     """
@@ -131,9 +132,8 @@ def classify_track(classifier: Classifier, track: np.ndarray, batch_size: int = 
     for first in range(0, count, batch_size):
         batch = c.framing.clips(track, range(first, min(count, first + batch_size)))
         probabilities.append(classify_clips(c.model, batch, batch_size, c.device, amp))
-    winner, confidence, shares, mean = vote(torch.cat(probabilities), vote_method or c.vote,
-                                            c.tie_break)
-    return winner, confidence, shares, mean, count
+    winner, _, shares, mean = vote(torch.cat(probabilities), vote_method or c.vote, c.tie_break)
+    return winner, shares, mean, count
 
 
 def classify_file(classifier: Classifier, path, batch_size: int = 32,
@@ -143,9 +143,7 @@ def classify_file(classifier: Classifier, path, batch_size: int = 32,
         return load_audio(p, classifier.sample_rate, fixed_samples=classifier.fixed_samples)
 
     def decide(track):
-        winner, confidence, shares, _, clips = classify_track(classifier, track, batch_size,
-                                                              vote_method)
-        return winner, confidence, shares, clips
+        return classify_track(classifier, track, batch_size, vote_method)
 
     return file_result(path, decode, decide, classifier.classes)
 

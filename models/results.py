@@ -20,8 +20,15 @@ from .audio import AUDIO_EXTENSIONS, AudioError
 from .cli import PREDICT_FORMATS as FORMATS
 from .config import TIE_BREAKS
 
-__all__ = ["FileResult", "vote", "find_audio_files", "file_result", "classify_paths",
+__all__ = ["GENRE_COLUMNS", "FileResult", "vote", "find_audio_files", "file_result",
+           "classify_paths",
            "check_predict_arguments", "format_results", "emit_results", "print_summary"]
+
+
+# The two numbers behind a file's genre in every output format, named for what they are. They
+# replace 'confidence', which was the vote share under majority vote and read like a calibrated
+# probability. The 'genre_' prefix keeps them apart from the per-class 'vote_<class>' columns.
+GENRE_COLUMNS = ("genre_vote_share", "genre_mean_probability")
 
 
 @dataclass
@@ -30,7 +37,8 @@ class FileResult:
 
     path: str
     genre: Optional[str] = None
-    confidence: Optional[float] = None     # winner's vote share ('majority') or mean probability
+    vote_share: Optional[float] = None     # fraction of the clips that voted for the genre
+    mean_probability: Optional[float] = None   # the genre's probability averaged over the clips
     vote_shares: dict = field(default_factory=dict)   # class -> fraction of clips voting for it
     clips: int = 0
     error: Optional[str] = None
@@ -43,7 +51,8 @@ class FileResult:
     def as_dict(self) -> dict:
         """JSON-friendly view (rounded numbers)."""
         return {"path": self.path, "genre": self.genre,
-                "confidence": None if self.confidence is None else round(self.confidence, 4),
+                **{key: None if value is None else round(value, 4)
+                   for key, value in zip(GENRE_COLUMNS, (self.vote_share, self.mean_probability))},
                 "vote_shares": {c: round(s, 4) for c, s in self.vote_shares.items()},
                 "clips": self.clips, "error": self.error}
 
@@ -103,16 +112,16 @@ def find_audio_files(paths: Iterable) -> tuple[list[Path], list[FileResult]]:
 
 def file_result(path, decode: Callable, decide: Callable, classes) -> FileResult:
     """The :class:`FileResult` of one file: ``decode(path)`` gives its track and
-    ``decide(track)`` ``(winner, confidence, vote_shares, clips)``; a file that cannot be decoded
-    gives a result with ``error`` instead."""
+    ``decide(track)`` ``(winner, vote_shares, mean_probabilities, clips)``; a file that cannot be
+    decoded gives a result with ``error`` instead."""
     try:
         track = decode(path)
     except AudioError as error:             # the message already names the file
         return FileResult(str(path), error=str(error))
     except OSError as error:                # e.g. permission denied, a vanished file
         return FileResult(str(path), error=f"{path}: {error}")
-    winner, confidence, shares, clips = decide(track)
-    return FileResult(str(path), classes[winner], float(confidence),
+    winner, shares, mean, clips = decide(track)
+    return FileResult(str(path), classes[winner], float(shares[winner]), float(mean[winner]),
                       {c: float(s) for c, s in zip(classes, shares)}, clips)
 
 
@@ -121,9 +130,9 @@ def classify_paths(paths, classify_file: Callable, progress: bool = False) -> li
     folders searched recursively), in order, then the problems (paths that do not exist,
     folders without audio). ``progress``: a bar on stderr when it is a terminal."""
     files, problems = find_audio_files([paths] if isinstance(paths, (str, Path)) else paths)
-    if progress:
-        from tqdm.auto import tqdm
-        files = tqdm(files, desc="classifying", unit="file", disable=None, file=sys.stderr)
+    from .progress import progress_bar
+
+    files = progress_bar(files, "classifying", "file", progress, leave=True)
     return [classify_file(path) for path in files] + problems
 
 
@@ -147,12 +156,13 @@ def _table(results: list[FileResult]) -> str:
     if not results:
         return ""
     done = [r for r in results if r.ok]
-    rows = [("file", "genre", "confidence", "clips", "votes")]
-    rows += [(r.path, r.genre, f"{r.confidence:.3f}", str(r.clips), _top_votes(r)) for r in done]
-    rows += [(r.path, "(skipped)", "-", "0", r.error) for r in results if not r.ok]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]),
-                        row[2].rjust(widths[2]), row[3].rjust(widths[3]), row[4]]).rstrip()
+    rows = [("file", "genre") + GENRE_COLUMNS + ("clips", "votes")]
+    rows += [(r.path, r.genre, f"{r.vote_share:.3f}", f"{r.mean_probability:.3f}", str(r.clips),
+              _top_votes(r)) for r in done]
+    rows += [(r.path, "(skipped)", "-", "-", "0", r.error) for r in results if not r.ok]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1])]
+                       + [row[i].rjust(widths[i]) for i in (2, 3, 4)] + [row[5]]).rstrip()
              for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -162,14 +172,15 @@ def _csv(results: list[FileResult], classes: list) -> str:
     genre and its reason in the ``error`` column."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "genre", "confidence", "clips"] + [f"vote_{c}" for c in classes]
+    writer.writerow(["path", "genre", *GENRE_COLUMNS, "clips"] + [f"vote_{c}" for c in classes]
                     + ["error"])
     for r in results:
         if r.ok:
-            writer.writerow([r.path, r.genre, f"{r.confidence:.4f}", r.clips]
-                            + [f"{r.vote_shares.get(c, 0.0):.4f}" for c in classes] + [""])
+            writer.writerow([r.path, r.genre, f"{r.vote_share:.4f}", f"{r.mean_probability:.4f}",
+                             r.clips] + [f"{r.vote_shares.get(c, 0.0):.4f}" for c in classes]
+                            + [""])
         else:
-            writer.writerow([r.path, "", "", 0] + [""] * len(classes) + [r.error])
+            writer.writerow([r.path, "", "", "", 0] + [""] * len(classes) + [r.error])
     return buffer.getvalue()
 
 

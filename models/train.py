@@ -30,6 +30,7 @@ from .config import TrainConfig
 from .data import Corpus, RandomClipDataset
 from .evaluate import predict_songs, score
 from .logs import write_logs
+from .progress import progress_bar
 from .runs import split_names
 from .runtime import autocast, resolve_device
 
@@ -304,16 +305,17 @@ class Trainer:
                 "silent or broken files, or lower --lr")
 
     def _bar(self, loader, description):
-        if not (self.progress and self.is_main):
-            return loader
-        from tqdm.auto import tqdm
-        return tqdm(loader, desc=description, unit="batch", leave=False)
+        return progress_bar(loader, description, "batch", self.progress and self.is_main)
 
     def _finish_epoch(self) -> None:
+        """Evaluate, log and checkpoint the epoch just trained. Its row times the training steps
+        (data loading included) as ``step_seconds`` and the epoch as ``wall_seconds``: the steps
+        and the evaluation (writing the checkpoints is not counted)."""
+        evaluation_started = time.perf_counter()
         seen = max(1, self.partial["seen"])
         row = {"epoch": self.epoch + 1, "lr": learning_rate(self.config, self.epoch),
                "train_loss": self.partial["loss"] / seen, "train_clip_accuracy": self.partial["correct"] / seen,
-               "seconds": self.partial["seconds"],
+               "step_seconds": self.partial["seconds"],
                "clips_per_second": seen / max(1e-9, self.partial["seconds"])}
         self.last_scores = {}
         if self.is_main:
@@ -322,6 +324,7 @@ class Trainer:
                     scores = self.last_scores[split] = self.evaluate(split)
                     row.update({f"{split}_song_accuracy": scores["song_accuracy"],
                                 f"{split}_clip_accuracy": scores["clip_accuracy"]})
+        row["wall_seconds"] = self.partial["seconds"] + time.perf_counter() - evaluation_started
         self.history.append(row)
         self.epoch, self.step = self.epoch + 1, 0
         self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
@@ -370,5 +373,7 @@ class Trainer:
         predictions = predict_songs(model or self.model, self.corpus, self.splits[split],
                                     self.config.framing, self.config.eval_batch_size, self.device,
                                     self._use("amp"), self.config.vote,
-                                    tie_break=self.config.tie_break)
+                                    progress=self.progress and self.is_main,
+                                    tie_break=self.config.tie_break,
+                                    description=f"evaluating the {split} songs")
         return score(predictions, self.corpus.classes)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -49,7 +50,8 @@ import torch
 
 __all__ = ["SOURCE_DIR", "SOURCES", "INSTRUCTION_SETS", "cache_dir", "instruction_set",
            "compiler_flags", "kernel_digest", "extension_name", "folder_problem",
-           "build_directory", "load_cpu_extension", "build_error", "reset"]
+           "build_directory", "load_cpu_extension", "build_error", "reset",
+           "quiet_cuda_home_notice"]
 
 SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("products.cpp", "filterbank.cpp", "fft_filters.cpp", "register.cpp")
@@ -243,8 +245,32 @@ def build_directory(name: str) -> Path:
                        "(set SINCFB_CACHE_DIR to a folder only you can write)")
 
 
+# What torch.utils.cpp_extension logs when it is imported by a CUDA build of torch on a machine
+# without a usable GPU but with a CUDA toolkit folder: noise for a CPU build (torch 2.11, line
+# ``logger.warning("No CUDA runtime is found, using CUDA_HOME='%s'", cuda_home)``).
+_CUDA_HOME_NOTICE = "No CUDA runtime is found, using CUDA_HOME='%s'"
+
+
+def _not_the_cuda_home_notice(record: logging.LogRecord) -> bool:
+    return record.msg != _CUDA_HOME_NOTICE
+
+
+@contextmanager
+def quiet_cuda_home_notice():
+    """Drop torch's "No CUDA runtime is found, using CUDA_HOME=..." line while the block runs
+    (it imports ``torch.utils.cpp_extension``); every other message of that module still shows.
+    torch logs that line only where no CUDA GPU is usable, so it hides nothing on a GPU machine."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    logger.addFilter(_not_the_cuda_home_notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_not_the_cuda_home_notice)
+
+
 def _compile() -> None:
-    from torch.utils import cpp_extension
+    with quiet_cuda_home_notice():
+        from torch.utils import cpp_extension
 
     _ensure_ninja_on_path()
     isa = instruction_set()

@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from models.cli import main
+from models.cli import DEMO_SCOPE, main
 from models.synthetic import GENRES, synthesize_song
 
 FAST = ["--compact", "--epochs", "1", "--batch-size", "8", "--clips-per-song", "1",
@@ -92,6 +92,9 @@ def test_demo_reaches_its_accuracy(tmp_path, capsys):
     assert report["test"]["song_accuracy"] >= 0.9, report["test"]
     assert report["splits"]["test"] == 36 and (tmp_path / "best.pt").is_file()
     assert (tmp_path / "MODEL_CARD.md").is_file()
+    # its last line says what synthetic genres can show (issue 21), after the output paths
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == DEMO_SCOPE and lines[-2].startswith(f"wrote {tmp_path}/: best.pt")
 
 
 def test_help_and_version_answer_without_loading_torch():

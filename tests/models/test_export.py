@@ -258,13 +258,14 @@ def assert_same_results(got: dict, want: dict):
     assert [r["path"] for r in got["results"]] == [r["path"] for r in want["results"]]
     for ours, theirs in zip(got["results"], want["results"]):
         assert ours["genre"] == theirs["genre"] and ours["clips"] == theirs["clips"]
-        assert ours["confidence"] == pytest.approx(theirs["confidence"], abs=2e-4)
+        for key in ("genre_vote_share", "genre_mean_probability"):
+            assert ours[key] == pytest.approx(theirs[key], abs=2e-4)
 
 
 @needs_onnx
 def test_predict_onnx_needs_no_torch_and_agrees_with_the_checkpoint(checkpoint, onnx_clips,
                                                                     onnx_song, songs, capsys):
-    # --vote mean: the confidence is a mean probability, a number every step affects
+    # --vote mean: the decision is the mean probability, a number every step affects
     want = predict_json([songs, "--checkpoint", checkpoint, "--vote", "mean", "--device", "cpu"],
                         capsys)
     assert len(want["results"]) == 3 and len(want["skipped"]) == 1

@@ -70,8 +70,9 @@ def test_every_file_is_classified_or_named(songs, classifier, results):
         assert r.genre in classifier.classes
         assert r.clips == expected_clips(seconds), name
         assert sum(r.vote_shares.values()) == pytest.approx(1.0)
-        assert r.confidence == pytest.approx(r.vote_shares[r.genre])      # majority vote
-        assert r.confidence == max(r.vote_shares.values())
+        assert r.vote_share == pytest.approx(r.vote_shares[r.genre])      # majority vote
+        assert r.vote_share == max(r.vote_shares.values())
+        assert 0 < r.mean_probability <= 1
     broken = results[str(songs / CORRUPT)]
     assert not broken.ok and CORRUPT in broken.error and broken.genre is None
     assert results[str(songs / "short.wav")].clips == 1
@@ -131,14 +132,17 @@ def test_cli_csv_to_file_parses_back(tiny_run, songs, capsys, tmp_path):
     for row in rows:
         shares = [float(v) for k, v in row.items() if k.startswith("vote_")]
         assert len(shares) == 6 and sum(shares) == pytest.approx(1.0, abs=1e-3)
-        assert 0 < float(row["confidence"]) <= 1 and int(row["clips"]) == expected_clips(2.0)
+        assert 0 < float(row["genre_mean_probability"]) <= 1
+        assert int(row["clips"]) == expected_clips(2.0)
+        assert float(row["genre_vote_share"]) == pytest.approx(float(row[f"vote_{row['genre']}"]))
 
 
 def test_cli_table_by_default(tiny_run, songs, capsys):
     status, out, _ = run_cli(capsys, songs / "one_second.flac", "--checkpoint",
                              tiny_run / "best.pt", "--device", "cpu")
     header, line = out.splitlines()
-    assert header.split()[:4] == ["file", "genre", "confidence", "clips"]
+    assert header.split()[:5] == ["file", "genre", "genre_vote_share", "genre_mean_probability",
+                                  "clips"]
     assert line.startswith(str(songs / "one_second.flac")) and status == 0
 
 

@@ -276,7 +276,7 @@ def test_demo_says_it_uses_a_random_trunk_and_keeps_its_schedule(monkeypatch, ca
         raise _Stop
 
     class NoCorpus:                             # the corpus is not synthesised: training stops
-        classes = []                            # before it would be used
+        classes, failures, name = [], [], "none"   # before it would be used
 
         def __len__(self):
             return 0
