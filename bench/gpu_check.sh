@@ -75,15 +75,19 @@ finish() {
 
 GPU_STAGES="memcheck racecheck tests ceilings bench_w2 bench_w1_L1001 bench_w1_L251_501"
 
-if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null
-then
+if ! "$PY" -c "import torch" 2>/dev/null; then
+    log "$PY cannot import torch: set PYTHON to the interpreter that has it"
+    exit 2
+fi
+if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     log "NO GPU: torch sees no CUDA device here. Running the CPU-side checks only; every GPU" \
         "stage ($GPU_STAGES) is skipped."
     stage compile_check 400 "$PY" -m bench.gpu.compile_check --arch 90,80 --configs first \
         --json "$OUTDIR/compile_check.json"
     cpu_rc=$RC
-    stage sanitize_workload_interpreted 200 env TRITON_INTERPRET=1 "$PY" -m bench.gpu.sanitize \
-        --samples 600
+    # the interpreter is slow: one precision (bf16, the default) on a short clip
+    stage sanitize_workload_interpreted 300 env TRITON_INTERPRET=1 "$PY" -m bench.gpu.sanitize \
+        --samples 500 --precisions bf16
     [[ $cpu_rc == 0 ]] && cpu_rc=$RC
     for name in $GPU_STAGES; do mark "$name" "skipped (no GPU)"; done
     finish "NO GPU: CPU-side checks only"
@@ -92,7 +96,8 @@ then
 fi
 
 SAN="$(command -v compute-sanitizer || true)"
-for candidate in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer \
+for candidate in /usr/local/cuda/bin/compute-sanitizer \
+                 /usr/local/cuda/compute-sanitizer/compute-sanitizer \
                  /opt/nvidia/compute-sanitizer/compute-sanitizer; do
     if [[ -z "$SAN" && -x "$candidate" ]]; then SAN="$candidate"; fi
 done

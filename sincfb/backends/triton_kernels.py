@@ -527,7 +527,8 @@ CORR_CONFIGS = {
     "tf32": _TENSOR_CORE_CORR,
     "ieee": [_cfg(8, 2, BN=32, BJ=64), _cfg(4, 2, BN=32, BJ=32)],
 }
-# dx: the taps are the dot's M dimension, so BJ = 64 keeps it on wgmma (M = 64 per warpgroup)
+# dx: the taps are the main dot's M dimension, so BJ = 64 keeps it on wgmma (M = 64 per
+# warpgroup); tf32 takes BJ = 32 to spill nothing, and that product cannot use wgmma there
 DX_CONFIGS = {
     "bf16": [_cfg(8, 2, BM=64, BJ=64), _cfg(4, 2, BM=64, BJ=64), _cfg(8, 3, BM=64, BJ=64)],
     "tf32": [_cfg(8, 2, BM=64, BJ=32), _cfg(4, 2, BM=64, BJ=32), _cfg(8, 1, BM=128, BJ=32)],
@@ -759,8 +760,9 @@ def filter_correlation(x_pad, weights, mask_bits, layout: Layout, precision: str
     """corr (K, C) float64 from the corr kernel's partial sums."""
     lay = layout
     device = x_pad.device
-    if interpreting():
-        chunk = 2 * INTERP_CORR.kwargs["BN"]
+    if interpreting():   # two chunks: the boundary is exercised and the partials stay small
+        tile = INTERP_CORR.kwargs["BN"]
+        chunk = max(2 * tile, -(-lay.N_out // (2 * tile)) * tile)
     else:
         blocks = lay.C_alloc // 128
         wanted = max(1, math.ceil(2 * _sm_count(device) / (blocks * lay.B * lay.groups)))
