@@ -750,10 +750,13 @@ def forward_product(x_pad, taps_scaled, shift, gamma, beta, layout: Layout, prec
     return out, mask, stats
 
 
+HOPPER_SMS = 132      # H100 SXM / H200: what 'meta' launches (ahead-of-time compiles) size for
+
+
 def _sm_count(device) -> int:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
-    return 1
+    return HOPPER_SMS if device.type == "meta" else 1
 
 
 def filter_correlation(x_pad, weights, mask_bits, layout: Layout, precision: str, poison: bool):
