@@ -38,10 +38,10 @@ tk = pytest.importorskip("sincfb.backends.triton_kernels")
 
 TOL = {"ieee": 1e-5, "tf32": 1e-3, "bf16": 1e-2}      # DESIGN.md §4
 # (B, K, L, N_out, P): the default sweep's two shapes, then the slow sweep's extra ones
-SHAPES = [(1, 20, 257, 301, 37),      # K = 16 + 16 - 12 padded, C = 129, bins of 8-9 positions
-          (2, 150, 255, 203, 203)]    # K = 128 + 32 - 10 padded, C = 128, one position per bin
-SLOW_SHAPES = [(3, 5, 31, 517, 64),   # one 16-filter group, several tiles per program
-               (2, 17, 1001, 130, 7)]  # the paper's longest filter, bins wider than a tile
+SHAPES = [(1, 20, 257, 301, 37),      # K = 20 in 16 + 16 slots, C = 129, bins of 9-10 positions
+          (2, 150, 255, 203, 203)]    # K = 150 in 128 + 32 slots, C = 128, one position per bin
+SLOW_SHAPES = [(3, 5, 31, 517, 64),   # one 16-filter group, 2-3 position tiles per program
+               (2, 17, 1001, 130, 7)]  # the paper's longest filter (C = 501), bins of 19-20
 
 
 def _sweep(table):
@@ -70,7 +70,7 @@ def _shapes():
 
 
 @pytest.fixture(autouse=True)
-def _poison_and_fixed_config(monkeypatch):
+def _poisoned_fixed_config_seeded(monkeypatch):
     monkeypatch.setenv("SINCFB_TRITON_POISON", "1")
     monkeypatch.setenv("SINCFB_AUTOTUNE", "0")
     seed = int.from_bytes(os.urandom(4), "little")
