@@ -24,7 +24,7 @@ def stage_lines(status: Path) -> list[str]:
         name, _, rest = line.partition(" ")
         if rest.isdigit():
             rest = WORDS.get(rest, f"FAIL (exit {rest})")
-        lines.append(f"  {name:22s} {rest}")
+        lines.append(f"  {name:30s} {rest}")
     return lines or ["  (no stage ran)"]
 
 
@@ -67,7 +67,7 @@ def summary(outdir: Path, note: str = "") -> str:
     lines.append("headline ratios (issue 3's targets):")
     for what, value, target in headline_ratios(outdir):
         shown = "not measured" if value is None else f"{value:.2f}"
-        lines.append(f"  {what:42s} {shown:>12s}   target {target}")
+        lines.append(f"  {what:42s} {shown:>20s}   target {target}")
     return "\n".join(lines) + "\n"
 
 
