@@ -26,6 +26,8 @@
 # A memory error or race found by the sanitizer (or a non-finite result of its workload) stops
 # the benchmarks: their numbers would mean nothing. A sanitizer that is missing, refuses the
 # device (as on gVisor machines) or times out is reported and does not stop them.
+# GPU_CHECK_RACECHECK_GATES=0 keeps racecheck's findings in the summary without stopping the
+# benchmarks: for a rerun, should its report turn out to concern Triton's own pipelining.
 # Without a GPU the script says so, runs the CPU-side checks (the kernels compiled for sm_90 and
 # sm_80 as real launches specialise them; the sanitizer's workload under Triton's interpreter),
 # marks the GPU stages skipped and exits 0 when those checks pass.
@@ -140,7 +142,13 @@ sanitize() {
 
 found=0
 sanitize memcheck || found=1
-sanitize racecheck || found=1
+if ! sanitize racecheck; then
+    if [[ "${GPU_CHECK_RACECHECK_GATES:-1}" == 1 ]]; then
+        found=1
+    else
+        log "racecheck reported hazards; GPU_CHECK_RACECHECK_GATES=0: the benchmarks run anyway"
+    fi
+fi
 
 stage tests 180 "$PY" -m pytest tests/sincfb/test_triton_cuda.py -v -s -p no:cacheprovider \
     --junitxml="$OUTDIR/tests.xml"
