@@ -1,135 +1,190 @@
-"""Compile the Triton kernels of the 'triton' backend for Hopper (sm_90) without a GPU.
+"""Compile the Triton kernels of the 'triton' backend for Hopper (sm_90) and Ampere (sm_80) without
+a GPU.
 
 Runs on any machine with the triton wheel (it ships ptxas): catches compile errors in the bf16 and
-tf32 paths the CPU interpreter cannot run, and reports what costs no device time (METHOD.md):
-registers, spills, shared memory, and whether the dots became wgmma. Usage::
+tf32 paths the CPU interpreter cannot run, and reports what costs no device time (METHOD.md): per
+tile configuration the registers, spill stores/loads and stack frame (``ptxas -v`` of Triton's
+bundled ptxas), the shared memory Triton allocates and whether it fits the architecture, and which
+MMA instruction the dots became. Each kernel is specialised exactly as a real launch at the
+paper's sizes would be: the launchers themselves run on 'meta' tensors
+(:func:`sincfb.backends.triton_kernels.captured_launches`) and
+:func:`~sincfb.backends.triton_kernels.specialisation` applies Triton's own rule to their
+arguments (types, divisibility by 16, integers equal to 1). Usage::
 
-    python -m bench.gpu.compile_check [--arch 90] [--configs all|first] [--json FILE]
+    python -m bench.gpu.compile_check [--arch 90,80] [--configs all|first] [--json FILE]
+    python -m bench.gpu.compile_check --markdown FILE     # the JSON as BENCHMARKS.md's table
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import re
-import subprocess
 import sys
-import tempfile
 import time
 
 os.environ.pop("TRITON_INTERPRET", None)     # compile for real, never interpret
+os.environ["TRITON_ALWAYS_COMPILE"] = "1"    # a cached kernel would skip ptxas and its report
+os.environ["TRITON_DUMP_PTXAS_LOG"] = "1"    # Triton prints ptxas -v's report
 
+import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
+from sincfb.backends import triton as tb  # noqa: E402
 from sincfb.backends import triton_kernels as tk  # noqa: E402
 
-# the paper's bank: K = 160 (128 + 32), L = 1001, P = 1024, N = 48000
-LAYOUT = tk.Layout(32, 160, 48000, 1001, 1024)
+# the paper's bank: B = 32, K = 160 (128 + 32), L = 1001, P = 1024, N = 48000. L = 251 and 501
+# give the same specialisation (C, N_out, W and L are not multiples of 16 at any of the three;
+# BP = BPB = 16 at all three)
+PAPER = dict(batch=32, channels=160, samples=48000, kernel_size=1001, bins=1024)
+# opt-in shared memory per block (CUDA programming guide, compute capabilities table)
+SHARED_LIMIT = {90: 232448, 80: 166912}
 
 
-def _signature(kernel, pointer_types, constexprs):
-    sig = {}
-    for name in kernel.arg_names:
-        if name in constexprs:
-            sig[name] = "constexpr"
-        else:
-            sig[name] = pointer_types.get(name, "i32")
-    return sig
+def paper_launches(precision: str, input_dtype=torch.float32, **sizes):
+    """The four launches (taps, forward, filter correlation, transposed product) of one forward
+    and backward in ``precision``, as :class:`sincfb.backends.triton_kernels.Launch` records."""
+    size = {**PAPER, **sizes}
+    B, K, N, L, P = (size[k] for k in ("batch", "channels", "samples", "kernel_size", "bins"))
+    lay = tk.Layout(B, K, N, L, P)
+    meta = dict(device="meta")
+    with tk.captured_launches() as launches:
+        low = torch.empty(K, **meta)
+        taps = tk.filter_taps(low, torch.empty_like(low), L, 16000.0, 50.0, 50.0)
+        x_pad = tb._padded_input(torch.empty(B, 1, N, dtype=input_dtype, **meta), lay)
+        vector = tb._pad_vector(low, lay)
+        scaled = tb._pack_taps(taps, torch.empty(K, dtype=torch.float64, **meta), lay, precision)
+        _, mask_bits, _ = tk.forward_product(x_pad, scaled, vector, vector, vector, lay, precision,
+                                             input_dtype, torch.float32, poison=False)
+        weights = torch.empty(B, K, P, **meta)
+        tk.filter_correlation(x_pad, weights, mask_bits, lay, precision, poison=False)
+        tk.transposed_product(tb._pack_taps(taps, None, lay, precision), weights, mask_bits, lay,
+                              precision, poison=False)
+    return dict(zip(("taps", "fwd", "corr", "dx"), launches))
 
 
-def kernel_specs(precision: str, which: str):
-    """(name, kernel, pointer types, constexprs, config) for every kernel and tile config."""
-    lay = LAYOUT
-    prec = tk.PREC_CODE[precision]
-    tap_type = "*bf16" if precision == "bf16" else "*fp32"
-    common = dict(KA=lay.KA, KB=lay.KB, HAS_KB=lay.has_kb, PREC=prec, INTERP=False)
-    ieee = precision == "ieee"
-
-    def pick(configs, ieee_configs):
-        chosen = ieee_configs if ieee else configs
-        return chosen[:1] if which == "first" else chosen
-
-    for config in pick(tk.FWD_CONFIGS, tk.FWD_IEEE_CONFIGS):
-        yield ("fwd", tk._fwd_kernel,
-               dict(x_ptr="*fp32", h_ptr=tap_type, off_ptr="*fp32", gam_ptr="*fp32",
-                    bet_ptr="*fp32", out_ptr="*fp32", cnt_ptr="*fp32", sum_ptr="*fp32",
-                    mask_ptr="*u8"),
-               dict(common, BP=lay.BP, **config.kwargs), config)
-    for config in pick(tk.CORR_CONFIGS, tk.CORR_IEEE_CONFIGS):
-        yield ("corr", tk._corr_kernel,
-               dict(x_ptr="*fp32", wc_ptr="*fp32", mask_ptr="*u8", part_ptr="*fp32"),
-               dict(common, BPB=lay.BPB, **config.kwargs), config)
-    for config in pick(tk.DX_CONFIGS, tk.DX_IEEE_CONFIGS):
-        yield ("dx", tk._dx_kernel,
-               dict(h_ptr=tap_type, wc_ptr="*fp32", mask_ptr="*u8", part_ptr="*fp32",
-                    scratch_ptr="*fp32"),
-               dict(common, BPB=lay.BPB, OFF=tk.DX_OFF, SJ=tk.DX_SKEW_COLUMNS, **config.kwargs),
-               config)
-    yield ("taps", tk._taps_kernel,
-           dict(low_ptr="*fp32", band_ptr="*fp32", consts_ptr="*fp64", h_ptr="*fp32"),
-           dict(BK=16, BJ=64), triton.Config({}, num_warps=4, num_stages=1))
-
-
-def resource_usage(cubin: bytes, arch: int) -> dict:
-    """Registers, spill bytes and stack frame from ``cuobjdump --dump-resource-usage``."""
-    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(cubin)
-        f.flush()
-        text = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True,
-                              text=True, check=False).stdout
+def ptxas_report(log: str) -> dict:
+    """Registers, stack frame and spill bytes from ``ptxas -v``'s report of one kernel."""
     usage = {}
-    for key, pattern in (("registers", r"REG:(\d+)"), ("stack", r"STACK:(\d+)"),
-                         ("shared", r"SHARED:(\d+)"), ("local", r"LOCAL:(\d+)")):
-        match = re.search(pattern, text)
+    for key, pattern in (("registers", r"Used (\d+) registers"),
+                         ("stack_bytes", r"(\d+) bytes stack frame"),
+                         ("spill_store_bytes", r"(\d+) bytes spill stores"),
+                         ("spill_load_bytes", r"(\d+) bytes spill loads")):
+        match = re.search(pattern, log)
         usage[key] = int(match.group(1)) if match else None
     return usage
 
 
+def mma_instruction(ptx: str) -> str:
+    """Which matrix instructions the dots became: wgmma (Hopper), mma.sync (Ampere's, and
+    Hopper's for products with M < 64), both, or none (FMA)."""
+    kinds = [name for name, needle in (("wgmma", "wgmma.mma_async"), ("mma.sync", "mma.sync"))
+             if needle in ptx]
+    return "+".join(kinds) or "fma"
+
+
+def compile_config(launch, config, arch: int) -> dict:
+    """Compile one launch with one tile configuration for sm_<arch>; its resource row."""
+    signature, constexprs, attrs = tk.specialisation(launch.kernel, launch.args,
+                                                     {**launch.meta, **config.kwargs})
+    source = ASTSource(fn=launch.kernel, signature=signature, constexprs=constexprs, attrs=attrs)
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32),
+                                  options={"num_warps": config.num_warps,
+                                           "num_stages": config.num_stages})
+    ptx = compiled.asm["ptx"]
+    row = ptxas_report(log.getvalue())
+    row.update(shared_bytes=compiled.metadata.shared, mma=mma_instruction(ptx),
+               wgmma=ptx.count("wgmma.mma_async"), mma_sync=ptx.count("mma.sync"),
+               divisible_args=sorted(signature_name(launch.kernel, k) for k in attrs))
+    row["fits_shared"] = row["shared_bytes"] <= SHARED_LIMIT[arch]
+    return row
+
+
+def signature_name(kernel, path) -> str:
+    return kernel.arg_names[path[0]]
+
+
+def table(archs, precisions, which: str, echo=print):
+    """One row per (arch, precision, kernel, tile configuration); compile errors are rows too."""
+    rows = []
+    for arch in archs:
+        for precision in precisions:
+            for name, launch in paper_launches(precision).items():
+                if name == "taps" and precision != precisions[0]:
+                    continue                      # the taps kernel has no precision
+                for config in launch.configs[:1] if which == "first" else launch.configs:
+                    row = {"arch": f"sm_{arch}", "kernel": name,
+                           "precision": "-" if name == "taps" else precision,
+                           "config": dict(config.kwargs), "num_warps": config.num_warps,
+                           "num_stages": config.num_stages,
+                           "default": config is launch.configs[0]}
+                    start = time.perf_counter()
+                    try:
+                        row.update(compile_config(launch, config, arch))
+                    except Exception as exc:   # noqa: BLE001 -- report every failure, keep going
+                        row["error"] = f"{type(exc).__name__}: {str(exc)[:2000]}"
+                    row["compile_s"] = round(time.perf_counter() - start, 1)
+                    rows.append(row)
+                    echo(format_row(row))
+    return rows
+
+
+def format_row(row) -> str:
+    cfg = " ".join(f"{k}={v}" for k, v in row["config"].items())
+    head = (f"{row['arch']} {row['kernel']:5s} {row['precision']:5s} {cfg:14s} "
+            f"w{row['num_warps']} s{row['num_stages']}")
+    if "error" in row:
+        return f"{head} ERROR {row['error'][:300]}"
+    return (f"{head} regs={row['registers']} spill={row['spill_store_bytes']}/"
+            f"{row['spill_load_bytes']} stack={row['stack_bytes']} smem={row['shared_bytes']}"
+            f"{'' if row['fits_shared'] else ' (OVER LIMIT)'} {row['mma']} "
+            f"({row['compile_s']} s)")
+
+
+def markdown(rows) -> str:
+    """The rows as a Markdown table (BENCHMARKS.md), one line per target, kernel and config."""
+    lines = ["| target | kernel | precision | tile | warps | stages | registers | spill st/ld B "
+             "| shared B | MMA |", "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        tile = " ".join(f"{k}={v}" for k, v in r["config"].items()) + (" *" if r["default"] else "")
+        over = "" if r["fits_shared"] else " **over**"
+        lines.append(f"| {r['arch']} | {r['kernel']} | {r['precision']} | {tile} | "
+                     f"{r['num_warps']} | {r['num_stages']} | {r['registers']} | "
+                     f"{r['spill_store_bytes']}/{r['spill_load_bytes']} | "
+                     f"{r['shared_bytes']}{over} | {r['mma']} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", type=int, default=90)
+    parser.add_argument("--arch", default="90,80", help="compute capabilities, e.g. 90,80")
     parser.add_argument("--configs", choices=("all", "first"), default="all")
     parser.add_argument("--precisions", default="bf16,tf32,ieee")
     parser.add_argument("--json", help="write the table as JSON here")
+    parser.add_argument("--markdown", metavar="JSON",
+                        help="print a table written by --json as Markdown; compile nothing")
     args = parser.parse_args(argv)
-    target = GPUTarget("cuda", args.arch, 32)
-    rows, failed = [], 0
-    for precision in args.precisions.split(","):
-        for name, kernel, pointers, constexprs, config in kernel_specs(precision, args.configs):
-            start = time.perf_counter()
-            row = {"kernel": name, "precision": precision, "config": dict(config.kwargs),
-                   "num_warps": config.num_warps, "num_stages": config.num_stages}
-            try:
-                src = ASTSource(fn=kernel, signature=_signature(kernel, pointers, constexprs),
-                                constexprs=constexprs)
-                compiled = triton.compile(src, target=target,
-                                          options={"num_warps": config.num_warps,
-                                                   "num_stages": config.num_stages})
-                ptx = compiled.asm["ptx"]
-                row.update(resource_usage(compiled.asm["cubin"], args.arch))
-                row["wgmma"] = ptx.count("wgmma.mma_async")
-                row["mma_sync"] = ptx.count("mma.sync")
-                row["shared_bytes"] = compiled.metadata.shared
-            except Exception as exc:   # noqa: BLE001 -- report every failure, keep going
-                failed += 1
-                row["error"] = f"{type(exc).__name__}: {str(exc)[:2000]}"
-            row["compile_s"] = round(time.perf_counter() - start, 1)
-            rows.append(row)
-            cfg = " ".join(f"{k}={v}" for k, v in config.kwargs.items())
-            if "error" in row:
-                print(f"{name:5s} {precision:5s} {cfg:16s} ERROR {row['error'][:300]}", flush=True)
-            else:
-                print(f"{name:5s} {precision:5s} {cfg:16s} w{config.num_warps} "
-                      f"s{config.num_stages} regs={row['registers']} stack={row['stack']} "
-                      f"smem={row['shared_bytes']} wgmma={row['wgmma']} "
-                      f"mma.sync={row['mma_sync']} ({row['compile_s']} s)", flush=True)
+    if args.markdown:
+        with open(args.markdown) as f:
+            print(markdown(json.load(f)["rows"]), end="")
+        return 0
+    archs = [int(a) for a in args.arch.split(",")]
+    start = time.perf_counter()
+    rows = table(archs, args.precisions.split(","), args.configs,
+                 echo=lambda line: print(line, flush=True))
+    print(f"{len(rows)} compiles in {time.perf_counter() - start:.0f} s", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
-    return 1 if failed else 0
+            json.dump({"sizes": PAPER, "triton": triton.__version__,
+                       "shared_limit": {f"sm_{a}": SHARED_LIMIT[a] for a in archs},
+                       "rows": rows}, f, indent=2)
+    return 1 if any("error" in row for row in rows) else 0
 
 
 if __name__ == "__main__":

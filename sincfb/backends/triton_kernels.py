@@ -39,8 +39,11 @@ the int64 helpers ``_clip_filter_offset`` and ``_row64``.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
+from typing import NamedTuple
 
 import torch
 import triton
@@ -384,7 +387,8 @@ def _dx_kernel(h_ptr, wc_ptr, mask_ptr, part_ptr, scratch_ptr, B, K, N_out, P, W
     """One program: positions [chunk PM, (chunk + 1) PM) of clip b, filters of one group; writes
     the row of partial dx covering samples [chunk PM - OFF, chunk PM - OFF + RL)."""
     tl.static_assert(BM >= 16 and BM <= 128 and BM % 8 == 0)
-    tl.static_assert(BJ >= 16 and BJ <= 64 and BJ <= OFF and BJ % SJ == 0)
+    # the diagonal sums hold 2 BM entries: i + j < BM + BJ - 1 needs BJ <= BM
+    tl.static_assert(BJ >= 16 and BJ <= 64 and BJ <= OFF and BJ % SJ == 0 and BJ <= BM)
     tl.static_assert(KA >= 16 and KB >= 16 and BPB >= 16)
     chunk = tl.program_id(0)
     b = tl.program_id(1)
@@ -488,85 +492,180 @@ def _cfg(num_warps, num_stages, **meta):
     return triton.Config(meta, num_warps=num_warps, num_stages=num_stages)
 
 
-# Tile configurations for Hopper (H100/H200). The bf16/tf32 lists were checked with
-# bench/gpu/compile_check.py at the paper's sizes (K = 160 as 128 + 32, L = 1001): 8 warps (two
-# warpgroups) with 64-row tiles keep the dots on wgmma without register spills. 'ieee' (fp32 FMA
-# dots) has its own, smaller tiles. The first config of each list is the one used when autotuning
-# is off.
-FWD_CONFIGS = [
-    _cfg(8, 3, BN=64, BJ=32),
-    _cfg(8, 3, BN=64, BJ=64),
-    _cfg(8, 4, BN=64, BJ=32),
-    _cfg(8, 2, BN=128, BJ=32),
-]
-FWD_IEEE_CONFIGS = [_cfg(4, 2, BN=32, BJ=32), _cfg(8, 2, BN=64, BJ=32)]
-CORR_CONFIGS = [
-    _cfg(8, 3, BN=64, BJ=64),
-    _cfg(8, 3, BN=32, BJ=128),
-    _cfg(4, 3, BN=32, BJ=64),
-    _cfg(8, 3, BN=64, BJ=128),
-]
-CORR_IEEE_CONFIGS = [_cfg(8, 2, BN=32, BJ=64), _cfg(4, 2, BN=32, BJ=32)]
-# dx: the taps are the dot's M dimension, so BJ = 64 keeps it on wgmma (M = 64 per warpgroup)
-DX_CONFIGS = [
-    _cfg(8, 2, BM=128, BJ=64),
-    _cfg(4, 2, BM=64, BJ=64),
-    _cfg(8, 3, BM=128, BJ=64),
-]
-DX_IEEE_CONFIGS = [_cfg(8, 2, BM=64, BJ=32), _cfg(4, 2, BM=32, BJ=32)]
-_IEEE = {id(c) for c in FWD_IEEE_CONFIGS + CORR_IEEE_CONFIGS + DX_IEEE_CONFIGS}
+# Tile configurations per kernel and precision, the first of each list being the one used when
+# autotuning is off. Chosen from bench/gpu/compile_check.py's table (bench/results/
+# triton-compile-sm90-sm80.json, the former lists in ...-before.json, BENCHMARKS.md): the
+# paper's sizes (K = 160 as 128 + 32, L = 1001), specialised as a real launch is. ptxas gives the
+# 8-warp tiles 255 registers, so what decides spilling is the live accumulators (the forward keeps
+# 2 x 3 pooling accumulators beside its 64 x 160 one); configs that spilled on sm_90 were dropped
+# or replaced:
+# - forward bf16: BN=64 BJ=64 (48 B), 4-stage BN=64 BJ=32 (40 B) and BN=128 BJ=32 (504 B)
+#   dropped; 2-stage BN=64 BJ=32 and BN=64 BJ=16 with 3 and 4 stages (none spill) added;
+# - forward tf32 (own list): its rounding to nearest (_round_to_tf32) costs registers and every
+#   tile tried spills 16-720 B; the two least-spilling (16 and 28 B) are kept, the lesser first;
+# - forward ieee (fp32 FMA dots): 4-warp BN=32 BJ=32 (1.1 KB) and 8-warp BN=64 BJ=32 (2.8 KB)
+#   replaced by 8-warp BN=32 BJ=16 (1 stage) and 4-warp BN=16 BJ=32 (none spill);
+# - corr: 4-warp BN=32 BJ=64 (160 B bf16, 320 B tf32) now runs 8 warps (none); BN=64 BJ=128
+#   (88 B bf16, 304 B tf32; on sm_80 167,936 / 184,320 B of shared memory, over its 166,912)
+#   replaced by 2-stage BN=64 BJ=64;
+# - dx bf16: BM=128 BJ=64 (48 B, both stage counts) replaced by BM=64 BJ=64 with 8 warps;
+#   dx tf32 (own list): every 64-tap tile spilled (68-148 B), 32-tap tiles spill nothing.
+#   BJ <= BM is required (the diagonal sums hold 2 BM entries; the CPU sweep of every config,
+#   tests/sincfb/test_triton_configs.py, caught a BM=32 BJ=64 candidate losing outputs).
+# On sm_80 14 of the 26 rows spill 32-276 B (every bf16/tf32 forward tile): Hopper first.
+# Configs whose shared memory exceeds the device's are pruned at launch (prune_configs).
+FWD_CONFIGS = {
+    "bf16": [_cfg(8, 3, BN=64, BJ=32), _cfg(8, 2, BN=64, BJ=32), _cfg(8, 3, BN=64, BJ=16),
+             _cfg(8, 4, BN=64, BJ=16)],
+    "tf32": [_cfg(8, 1, BN=64, BJ=16), _cfg(8, 2, BN=64, BJ=32)],
+    "ieee": [_cfg(8, 1, BN=32, BJ=16), _cfg(4, 2, BN=16, BJ=32)],
+}
+_TENSOR_CORE_CORR = [_cfg(8, 3, BN=64, BJ=64), _cfg(8, 3, BN=32, BJ=128),
+                     _cfg(8, 3, BN=32, BJ=64), _cfg(8, 2, BN=64, BJ=64)]
+CORR_CONFIGS = {
+    "bf16": _TENSOR_CORE_CORR,
+    "tf32": _TENSOR_CORE_CORR,
+    "ieee": [_cfg(8, 2, BN=32, BJ=64), _cfg(4, 2, BN=32, BJ=32)],
+}
+# dx: the taps are the main dot's M dimension, so BJ = 64 keeps it on wgmma (M = 64 per
+# warpgroup); tf32 takes BJ = 32 to spill nothing, and that product cannot use wgmma there
+DX_CONFIGS = {
+    "bf16": [_cfg(8, 2, BM=64, BJ=64), _cfg(4, 2, BM=64, BJ=64), _cfg(8, 3, BM=64, BJ=64)],
+    "tf32": [_cfg(8, 2, BM=64, BJ=32), _cfg(4, 2, BM=64, BJ=32), _cfg(8, 1, BM=128, BJ=32)],
+    "ieee": [_cfg(8, 2, BM=64, BJ=32), _cfg(4, 2, BM=32, BJ=32)],
+}
+
+
+def _all_configs(table):
+    """The distinct configurations of a per-precision table (the autotuner's list)."""
+    unique = {id(c): c for configs in table.values() for c in configs}
+    return list(unique.values())
+
+
 # the padding and workspace sizes below rely on these bounds
 assert all(c.kwargs["BJ"] <= min(X_LEFT, TAP_ALIGN) and TAP_ALIGN % c.kwargs["BJ"] == 0
-           for c in FWD_CONFIGS + FWD_IEEE_CONFIGS + CORR_CONFIGS + CORR_IEEE_CONFIGS)
+           for c in _all_configs(FWD_CONFIGS) + _all_configs(CORR_CONFIGS))
 assert all(c.kwargs["BN"] + c.kwargs["BJ"] + 8 <= X_RIGHT and c.kwargs["BN"] <= MAX_TILE_N
-           for c in FWD_CONFIGS + FWD_IEEE_CONFIGS + CORR_CONFIGS + CORR_IEEE_CONFIGS)
-assert all(c.kwargs["BM"] <= DX_MAX_BM and c.kwargs["BJ"] <= DX_MAX_BJ
-           and DX_MAX_BM % c.kwargs["BM"] == 0 for c in DX_CONFIGS + DX_IEEE_CONFIGS)
+           for c in _all_configs(FWD_CONFIGS) + _all_configs(CORR_CONFIGS))
+assert all(c.kwargs["BJ"] <= c.kwargs["BM"] <= DX_MAX_BM and c.kwargs["BJ"] <= DX_MAX_BJ
+           and DX_MAX_BM % c.kwargs["BM"] == 0 for c in _all_configs(DX_CONFIGS))
 # Under the interpreter: one small config (the interpreter's cost is per operation, not per
 # element, so few large-ish blocks are fastest; tl.dot needs every dimension >= 16).
 INTERP_FWD = _cfg(1, 1, BN=32, BJ=16)
 INTERP_CORR = _cfg(1, 1, BN=32, BJ=16)
 INTERP_DX = _cfg(1, 1, BM=32, BJ=16)
+# the filter-taps kernel is small (O(K L)) and never autotuned
+TAPS_CONFIG = _cfg(4, 1, BK=16, BJ=64)
 
 
 def _pow2_at_least(value: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(1, value))))
 
 
-def prune_configs(configs, named_args, **kwargs):
+def device_shared_memory() -> int:
+    """Shared memory per block of the current CUDA device (opt-in maximum), read when called."""
+    from triton.runtime import driver
+    device = driver.active.get_current_device()
+    return driver.active.utils.get_device_properties(device)["max_shared_mem"]
+
+
+def shared_memory_need(kernel, config, named_args, meta) -> int:
+    """Bytes of shared memory ``kernel`` needs with ``config`` for these arguments: compiles it
+    as the launch would (Triton's cache keeps it for the launch) without running it."""
+    compiled = kernel.warmup(**named_args, **meta, **config.all_kwargs(), grid=(1,))
+    return (compiled.result() if hasattr(compiled, "result") else compiled).metadata.shared
+
+
+def prune_configs(table, kernel, configs, named_args, **kwargs):
     """Autotuner pre-filter (keyed on K, L, P, precision): the precision's own list; tap blocks
     no wider than the folded taps (rounded up to a power of two); at most 128 x 160 accumulator
-    elements per program."""
-    ieee = kwargs.get("PREC", 0) == 0
+    elements per program; and only configs whose shared memory fits the device this launch runs
+    on (its limit and the compiled kernel's need are read here, at launch, never at import)."""
+    precision = {code: name for name, code in PREC_CODE.items()}[kwargs["PREC"]]
+    own = {id(c) for c in table[precision]}
     taps = _pow2_at_least(max(16, named_args["C"]))
     width = kwargs.get("KA", 16) + (kwargs.get("KB", 16) if kwargs.get("HAS_KB", False) else 0)
-    kept = [c for c in configs if (id(c) in _IEEE) == ieee]
-    fitting = [c for c in kept if c.kwargs["BJ"] <= taps
-               and c.kwargs.get("BN", c.kwargs.get("BM")) * width <= 128 * 160]
-    return fitting or kept[:1]
+    kept = [c for c in configs if id(c) in own]
+    kept = [c for c in kept if c.kwargs["BJ"] <= taps
+            and c.kwargs.get("BN", c.kwargs.get("BM")) * width <= 128 * 160] or kept[:1]
+    limit = device_shared_memory()
+    fitting = [c for c in kept if shared_memory_need(kernel, c, named_args, kwargs) <= limit]
+    if not fitting:
+        raise RuntimeError(f"no tile configuration of {kernel.__name__} fits the device's "
+                           f"{limit} bytes of shared memory")
+    return fitting
 
 
-def _autotuned(kernel, configs):
-    return triton.autotune(configs=configs, key=["K", "L", "P", "PREC"],
-                           prune_configs_by={"early_config_prune": prune_configs})(kernel)
+def _autotuned(kernel, table):
+    prune = functools.partial(prune_configs, table, kernel)
+    return triton.autotune(configs=_all_configs(table), key=["K", "L", "P", "PREC"],
+                           prune_configs_by={"early_config_prune": prune})(kernel)
 
 
-_fwd_tuned = _autotuned(_fwd_kernel, FWD_CONFIGS + FWD_IEEE_CONFIGS)
-_corr_tuned = _autotuned(_corr_kernel, CORR_CONFIGS + CORR_IEEE_CONFIGS)
-_dx_tuned = _autotuned(_dx_kernel, DX_CONFIGS + DX_IEEE_CONFIGS)
+_fwd_tuned = _autotuned(_fwd_kernel, FWD_CONFIGS)
+_corr_tuned = _autotuned(_corr_kernel, CORR_CONFIGS)
+_dx_tuned = _autotuned(_dx_kernel, DX_CONFIGS)
 
 
-def _launch(kernel, tuned, configs, ieee_configs, interp_config, grid, args, meta):
-    """Run ``tuned`` (autotuning over its configs) or ``kernel`` with one fixed config."""
-    if autotune_enabled():
+class Launch(NamedTuple):
+    """One kernel launch as a launcher would make it (see :func:`captured_launches`)."""
+    kernel: object
+    args: tuple
+    meta: dict
+    configs: list
+
+
+_captured: list | None = None
+
+
+@contextlib.contextmanager
+def captured_launches():
+    """Within the block the launchers record a :class:`Launch` per kernel instead of launching:
+    ahead-of-time compilation (bench/gpu/compile_check.py) takes the argument types and values a
+    real launch passes from the launchers themselves, fed with tensors on the 'meta' device."""
+    global _captured
+    previous, _captured = _captured, []
+    try:
+        yield _captured
+    finally:
+        _captured = previous
+
+
+def _launch(kernel, tuned, candidates, interp_config, grid, args, meta):
+    """Run ``tuned`` (autotuning over its configs) or ``kernel`` with one fixed config: the
+    first candidate, or ``interp_config`` under the interpreter."""
+    if _captured is not None:
+        _captured.append(Launch(kernel, args, meta, candidates))
+        return
+    if tuned is not None and autotune_enabled():
         tuned[grid](*args, **meta)
         return
-    if interpreting():
-        config = interp_config
-    else:
-        config = (ieee_configs if meta["PREC"] == 0 else configs)[0]
+    config = interp_config if interpreting() else candidates[0]
     kernel[grid](*args, **meta, **config.kwargs, num_warps=config.num_warps,
                  num_stages=config.num_stages)
+
+
+def specialisation(kernel, args, constexprs):
+    """(signature, constexprs, attrs) of ``kernel`` launched with ``args`` and the constexprs,
+    as Triton's JIT derives them at a launch: Triton's own per-argument rule gives the pointer
+    and integer types, the divisibility-by-16 hint of integers and of pointers (the launchers
+    pass torch allocations, 16-byte aligned, and views 512 bytes into them), and integers equal
+    to 1 become constants. ``args`` may hold tensors on the 'meta' device (address 0)."""
+    from triton._C.libtriton import native_specialize_impl
+    from triton.backends.compiler import BaseBackend
+    signature, constants, attrs = {}, dict(constexprs), {}
+    values = iter(args)
+    for index, name in enumerate(kernel.arg_names):
+        if name in constants:
+            signature[name] = "constexpr"
+            continue
+        kind, hint = native_specialize_impl(BaseBackend, next(values), False, True, True)
+        signature[name] = kind
+        if kind == "constexpr":
+            constants[name] = hint
+        elif hint:
+            attrs[(index,)] = BaseBackend.parse_attr(hint)
+    return signature, constants, attrs
 
 
 # ----------------------------------------------------------------------------- layout helpers
@@ -579,8 +678,7 @@ class Layout:
         self.N_out = samples - kernel_size + 1
         self.W = (self.N_out + 7) // 8
         self.C = (kernel_size + 1) // 2
-        align = INTERP_CORR.kwargs["BJ"] if interpreting() else TAP_ALIGN
-        self.C_alloc = -(-self.C // align) * align
+        self.C_alloc = -(-self.C // TAP_ALIGN) * TAP_ALIGN
         self.KA, self.KB, self.has_kb, self.groups = filter_split(channels)
         # packed taps, BN vectors and corr partials have this many filter columns (zero padded)
         self.K_alloc = self.groups * (self.KA + self.KB) if self.has_kb else self.KA
@@ -627,11 +725,10 @@ def filter_taps(low_hz_, band_hz_, kernel_size, sample_rate, min_low_hz, min_ban
     consts = torch.tensor([sample_rate, min_low_hz, min_band_hz], dtype=torch.float64,
                           device=low_hz_.device)
     taps = torch.empty(K, C, dtype=torch.float32, device=low_hz_.device)
-    BK, BJ = 16, 64
-    grid = (triton.cdiv(K, BK), triton.cdiv(C, BJ))
-    _taps_kernel[grid](low_hz_.detach().reshape(-1).contiguous(),
-                       band_hz_.detach().reshape(-1).contiguous(), consts, taps, K, C,
-                       kernel_size, BK=BK, BJ=BJ, num_warps=4)
+    grid = (triton.cdiv(K, TAPS_CONFIG.kwargs["BK"]), triton.cdiv(C, TAPS_CONFIG.kwargs["BJ"]))
+    args = (low_hz_.detach().reshape(-1).contiguous(), band_hz_.detach().reshape(-1).contiguous(),
+            consts, taps, K, C, kernel_size)
+    _launch(_taps_kernel, None, [TAPS_CONFIG], TAPS_CONFIG, grid, args, {})
     return taps
 
 
@@ -648,23 +745,27 @@ def forward_product(x_pad, taps_scaled, shift, gamma, beta, layout: Layout, prec
             lay.K, lay.N_out, lay.P, lay.W, lay.L, lay.C, lay.XS, lay.K_alloc)
     meta = dict(KA=lay.KA, KB=lay.KB, HAS_KB=lay.has_kb, BP=lay.BP, PREC=PREC_CODE[precision],
                 INTERP=interpreting())
-    _launch(_fwd_kernel, _fwd_tuned, FWD_CONFIGS, FWD_IEEE_CONFIGS, INTERP_FWD, grid, args,
-            meta)
+    _launch(_fwd_kernel, _fwd_tuned, FWD_CONFIGS[precision],
+            INTERP_FWD, grid, args, meta)
     return out, mask, stats
+
+
+HOPPER_SMS = 132      # H100 SXM / H200: what 'meta' launches (ahead-of-time compiles) size for
 
 
 def _sm_count(device) -> int:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
-    return 1
+    return HOPPER_SMS if device.type == "meta" else 1
 
 
 def filter_correlation(x_pad, weights, mask_bits, layout: Layout, precision: str, poison: bool):
     """corr (K, C) float64 from the corr kernel's partial sums."""
     lay = layout
     device = x_pad.device
-    if interpreting():
-        chunk = 2 * INTERP_CORR.kwargs["BN"]
+    if interpreting():   # two chunks: the boundary is exercised and the partials stay small
+        tile = INTERP_CORR.kwargs["BN"]
+        chunk = max(2 * tile, -(-lay.N_out // (2 * tile)) * tile)
     else:
         blocks = lay.C_alloc // 128
         wanted = max(1, math.ceil(2 * _sm_count(device) / (blocks * lay.B * lay.groups)))
@@ -678,8 +779,8 @@ def filter_correlation(x_pad, weights, mask_bits, layout: Layout, precision: str
             lay.L, lay.C, lay.XS, chunk, lay.K_alloc, lay.C_alloc)
     meta = dict(KA=lay.KA, KB=lay.KB, HAS_KB=lay.has_kb, BPB=lay.BPB, PREC=PREC_CODE[precision],
                 INTERP=interpreting())
-    _launch(_corr_kernel, _corr_tuned, CORR_CONFIGS, CORR_IEEE_CONFIGS, INTERP_CORR, grid,
-            args, meta)
+    _launch(_corr_kernel, _corr_tuned, CORR_CONFIGS[precision],
+            INTERP_CORR, grid, args, meta)
     # columns past the last tap block are never written (nor read)
     return part[..., :lay.C].sum((0, 1), dtype=torch.float64)[:lay.K]
 
@@ -695,11 +796,11 @@ def transposed_product(taps, weights, mask_bits, layout: Layout, precision: str,
         wanted = max(1, math.ceil(4 * _sm_count(device) / (lay.B * lay.groups)))
         chunk = -(-math.ceil(lay.N_out / wanted) // DX_MAX_BM) * DX_MAX_BM
     n_chunks = triton.cdiv(lay.N_out, chunk)
+    candidates = DX_CONFIGS[precision]
     if autotune_enabled():
         max_bm, max_bj = DX_MAX_BM, DX_MAX_BJ
     else:
-        config = INTERP_DX if interpreting() else (
-            DX_IEEE_CONFIGS if precision == "ieee" else DX_CONFIGS)[0]
+        config = INTERP_DX if interpreting() else candidates[0]
         max_bm, max_bj = config.kwargs["BM"], config.kwargs["BJ"]
     row = chunk + 2 * max_bm + lay.L + DX_OFF
     programs = lay.groups * lay.B * n_chunks
@@ -712,8 +813,7 @@ def transposed_product(taps, weights, mask_bits, layout: Layout, precision: str,
     meta = dict(KA=lay.KA, KB=lay.KB, HAS_KB=lay.has_kb, BPB=lay.BPB, OFF=DX_OFF,
                 SJ=16 if interpreting() else DX_SKEW_COLUMNS, PREC=PREC_CODE[precision],
                 INTERP=interpreting())
-    _launch(_dx_kernel, _dx_tuned, DX_CONFIGS, DX_IEEE_CONFIGS, INTERP_DX, grid, args,
-            meta)
+    _launch(_dx_kernel, _dx_tuned, candidates, INTERP_DX, grid, args, meta)
     # overlap-add: row r of chunk g starts at sample g * chunk - DX_OFF
     rows = part.view(lay.groups, lay.B, n_chunks, row).sum(0, dtype=torch.float64)
     length = (n_chunks - 1) * chunk + row

@@ -194,3 +194,36 @@ def test_int64_indexing_with_more_than_2_to_the_31_mask_bytes():
     dx = backend.backward(grad, x, *params, mean, var, mask_bits, bin_stats, cfg)[0]
     dx_last = backend.backward(grad[-1:], x[-1:], *params, mean, var, last[3], last[4], cfg)[0]
     assert relative_error(dx[-1:], dx_last) < 1e-6      # the same kernels; chunking may differ
+
+
+def test_pruning_compiles_each_config_and_reads_the_device_limit(monkeypatch):
+    """prune_configs on this GPU with a real forward launch's arguments (captured, not run):
+    every bf16 config fits a Hopper's shared memory; under a smaller stand-in limit only the
+    configs whose compiled shared memory fits are kept (the limit is read at pruning time)."""
+    from sincfb.backends import triton as tb
+    from sincfb.backends import triton_kernels as tk
+    B, K, N, L, P = 2, 160, 6000, 251, 64
+    lay = tk.Layout(B, K, N, L, P)
+    params, _, _ = _parameters(K, L, P)
+    taps = tk.filter_taps(params[0], params[1], L, 16000.0, 50.0, 50.0)
+    x = torch.randn(B, 1, N, device=DEVICE)
+    vector = tb._pad_vector(params[2], lay)
+    with tk.captured_launches() as launches:
+        tk.forward_product(tb._padded_input(x, lay), tb._pack_taps(taps, None, lay, "bf16"),
+                           vector, vector, vector, lay, "bf16", torch.float32, torch.float32,
+                           poison=False)
+    (launch,) = launches
+    named = dict(zip(launch.kernel.arg_names, launch.args))
+    configs = tk._all_configs(tk.FWD_CONFIGS)
+
+    def prune():
+        return tk.prune_configs(tk.FWD_CONFIGS, launch.kernel, configs, named, **launch.meta)
+
+    assert prune() == tk.FWD_CONFIGS["bf16"]
+    needs = [tk.shared_memory_need(launch.kernel, c, named, launch.meta)
+             for c in tk.FWD_CONFIGS["bf16"]]
+    limit = sorted(needs)[1]
+    monkeypatch.setattr(tk, "device_shared_memory", lambda: limit)
+    kept = prune()
+    assert kept == [c for c, need in zip(tk.FWD_CONFIGS["bf16"], needs) if need <= limit]
+    print(f"\nbf16 forward shared memory per config: {needs}")
