@@ -28,6 +28,26 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--root", type=Path, default=Path("/"), help=argparse.SUPPRESS)
     build.add_argument("--dpkg-dir", type=Path, default=Path("/var/lib/dpkg"), help=argparse.SUPPRESS)
     build.add_argument("--overwrite", action="store_true", help="rebuild an existing manifest")
+    classical = commands.add_parser("classical", help="the classical reference on a manifest")
+    classical.add_argument("manifest", type=Path, help="realmusic.csv written by build")
+    classical.add_argument("--split-seeds", type=int, nargs="*", default=[1, 2],
+                           help="also re-split the tracks with these seeds (default 1 2)")
+    classical.add_argument("--out", type=Path, help="the JSON (default bench/results/...)")
+    compare = commands.add_parser("compare", help="train every configuration and seed")
+    compare.add_argument("manifest", type=Path, help="realmusic.csv written by build")
+    compare.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    compare.add_argument("--configs", nargs="+", help="configuration names (default: all)")
+    compare.add_argument("--configs-file", type=Path,
+                         help='JSON of more configurations: {"name": {"model": ..., "flags": [...]}}')
+    compare.add_argument("--epochs", type=int, help="passed to every run")
+    compare.add_argument("--train-args", default="",
+                         help="more models-train flags for every run (one quoted string)")
+    compare.add_argument("--runs-dir", type=Path, default=Path("runs/realmusic"))
+    compare.add_argument("--split-seeds", type=int, nargs="*", default=[1, 2],
+                         help="the classical reference also on these re-splits")
+    compare.add_argument("--out", type=Path, help="the JSON (default bench/results/...)")
+    table = commands.add_parser("table", help="print the markdown table of a results JSON")
+    table.add_argument("results", type=Path)
     return parser
 
 
@@ -48,13 +68,62 @@ def _build(args) -> int:
     return 0
 
 
+def _classical(args, argv) -> int:
+    from .classical import classical_reference
+    from .compare import dataset_summary, machine_meta, manifest_split, write_results
+
+    results = {"meta": machine_meta(argv), "manifest": str(args.manifest),
+               "dataset": dataset_summary(args.manifest), "split": manifest_split(args.manifest),
+               "classical": classical_reference(args.manifest, args.split_seeds)}
+    _print_classical(results["classical"])
+    print(f"wrote {write_results(results, args.out, 'classical')}")
+    return 0
+
+
+def _print_classical(classical: dict) -> None:
+    own = classical["manifest_split"]
+    print(f"classical reference, the manifest's split: test song accuracy "
+          f"{own['test_song_accuracy']:.3f}, track accuracy {own['test_track_accuracy']:.3f} "
+          f"(L2 {own['l2']:g}, valid {own['valid_song_accuracy']:.3f})")
+    for entry in classical["resplits"]:
+        print(f"  re-split seed {entry['split_seed']}: test song accuracy "
+              f"{entry['test_song_accuracy']:.3f}, track {entry['test_track_accuracy']:.3f}")
+
+
+def _compare(args, argv) -> int:
+    import shlex
+
+    from .compare import compare, read_configs, write_results
+
+    configs = read_configs(args.configs_file, args.configs)
+    extra = (["--epochs", str(args.epochs)] if args.epochs else []) + shlex.split(args.train_args)
+    results = compare(args.manifest, configs, args.seeds, args.runs_dir, extra,
+                      args.split_seeds, argv=argv)
+    _print_classical(results["classical"])
+    print(results["markdown"])
+    print(f"wrote {write_results(results, args.out, 'compare')}")
+    return 0
+
+
+def _table(args, argv) -> int:
+    import json
+
+    from .compare import render_markdown
+
+    print(render_markdown(json.loads(args.results.read_text())))
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the sub-command; a dataset problem is a one-line error."""
     from models.data import DataError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    commands = {"build": lambda a, _: _build(a), "classical": _classical, "compare": _compare,
+                "table": _table}
     try:
-        return {"build": _build}[args.command](args)
-    except DataError as error:
+        return commands[args.command](args, argv)
+    except (DataError, ValueError) as error:
         print(f"python -m bench.real_music: error: {error}", file=sys.stderr)
         return 2

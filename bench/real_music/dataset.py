@@ -264,7 +264,8 @@ def _write_excerpts(track: _Track, count: int, excerpt_seconds: float, out: Path
         (out / relative).parent.mkdir(parents=True, exist_ok=True)
         with atomic_open(out / relative, "wb") as sink:
             sink.write(buffer.getvalue())
-        written.append({"path": relative, "start_s": round(start / track.rate, 3)})
+        written.append({"path": relative, "start_sample": int(start),
+                        "start_s": round(start / track.rate, 3)})
     return written
 
 
