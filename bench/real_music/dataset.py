@@ -45,6 +45,8 @@ MUSIC_EXTENSIONS = (*AUDIO_EXTENSIONS, ".opus")
 # An excerpt quieter than this RMS (-60 dBFS) is a pause, not music.
 SILENT_RMS = 1e-3
 EXCERPT_SEPARATOR = "__e"
+#: Why a file or an excerpt is left out (every reason is counted, zeros included).
+SKIP_REASONS = ("undecodable", "duplicate", "silent", "too_short", "silent_excerpts")
 
 
 @dataclass(frozen=True)
@@ -283,7 +285,7 @@ def build_dataset(out, soundtracks: Sequence[Soundtrack] = SOUNDTRACKS, root="/"
     out, root = Path(out), Path(root)
     if (out / MANIFEST_NAME).exists() and not overwrite:
         raise DataError(f"{out / MANIFEST_NAME} exists; pass --overwrite to rebuild it")
-    skipped = collections.defaultdict(list)
+    skipped = {reason: [] for reason in SKIP_REASONS}
     packages, tracks = [], []
     for soundtrack in soundtracks:
         package = installed_package(soundtrack.package, Path(dpkg_dir))
