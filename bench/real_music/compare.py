@@ -186,6 +186,8 @@ def compare(manifest_path, configs: dict, seeds: Sequence[int], runs_dir: Path,
     dictionary (see the module docstring)."""
     from .classical import classical_reference
 
+    # runs start in the repository root: paths given relative to here must still hold there
+    manifest_path, runs_dir = Path(manifest_path).resolve(), Path(runs_dir).resolve()
     results = {"meta": machine_meta(argv), "manifest": str(manifest_path),
                "dataset": dataset_summary(manifest_path), "split": manifest_split(manifest_path),
                "configs": configs, "seeds": list(seeds), "runs": []}

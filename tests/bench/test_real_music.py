@@ -317,19 +317,22 @@ print("trained", args)
 """
 
 
-def test_compare_runs_every_config_and_seed_and_summarises(tree):
+def test_compare_runs_every_config_and_seed_and_summarises(tree, monkeypatch):
     root, soundtracks = tree
     _build(root, soundtracks=soundtracks)
     script = root / "fake_train.py"
     script.write_text(FAKE_TRAIN)
     configs = {"good": {"model": "mssincresnet", "flags": ["--compact"]},
                "bad": {"model": "broken", "flags": []}}
-    results = compare(root / "data" / MANIFEST_NAME, configs, [0, 1, 2], root / "runs",
+    monkeypatch.chdir(root)     # relative paths, while the runs start in the repository root
+    results = compare(Path("data") / MANIFEST_NAME, configs, [0, 1, 2], Path("runs"),
                       extra=["--epochs", "2"], train_command=[sys.executable, str(script)],
                       classical=False)
     good = [r for r in results["runs"] if r["config"] == "good"]
     assert [r["test_song_accuracy"] for r in good] == pytest.approx([0.5, 0.6, 0.7])
     assert "--epochs 2" in good[0]["command"] and "--seed 2" in good[2]["command"]
+    assert Path(good[1]["report"]) == root / "runs" / "good" / "seed-1" / "report.json"
+    assert "trained" in (root / "runs" / "good" / "seed-1.log").read_text()
     stats = results["summary"]["good"]["test_song_accuracy"]
     assert stats["mean"] == pytest.approx(0.6) and stats["std"] == pytest.approx(np.std([.5, .6, .7], ddof=1))
     assert results["summary"]["bad"]["failed_runs"] == 3
