@@ -3,6 +3,10 @@
     python -m bench.real_music build --out /work/data/realmusic
     python -m bench.real_music classical /work/data/realmusic/realmusic.csv
     python -m bench.real_music compare /work/data/realmusic/realmusic.csv --seeds 0 1 2
+    python -m bench.real_music table bench/results/realmusic-compare-....json
+
+``build`` needs the packages of :data:`bench.real_music.dataset.SOUNDTRACKS` installed
+(``apt-get install ...``, see :mod:`bench.real_music.dataset`).
 """
 from __future__ import annotations
 
@@ -15,13 +19,16 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of the three sub-commands."""
-    parser = argparse.ArgumentParser(prog="python -m bench.real_music", description=__doc__)
+    """The parser of the sub-commands build, classical, compare and table."""
+    parser = argparse.ArgumentParser(prog="python -m bench.real_music",
+                                     description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="write the manifest from the installed packages")
     build.add_argument("--out", type=Path, required=True, help="folder for the manifest and audio")
-    build.add_argument("--excerpt-seconds", type=float, default=20.0)
-    build.add_argument("--excerpts-per-class", type=int, default=36)
+    build.add_argument("--excerpt-seconds", type=float, default=20.0,
+                       help="length of every excerpt (default 20)")
+    build.add_argument("--excerpts-per-class", type=int, default=36,
+                       help="excerpts each class aims at, spread over its tracks (default 36)")
     build.add_argument("--seed", type=int, default=0, help="seed of the split by track")
     build.add_argument("--min-tracks", type=int, default=5,
                        help="fewest usable tracks a class may have")
@@ -35,14 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     classical.add_argument("--out", type=Path, help="the JSON (default bench/results/...)")
     compare = commands.add_parser("compare", help="train every configuration and seed")
     compare.add_argument("manifest", type=Path, help="realmusic.csv written by build")
-    compare.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    compare.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                         help="training seeds (default 0 1 2); the split is the manifest's")
     compare.add_argument("--configs", nargs="+", help="configuration names (default: all)")
     compare.add_argument("--configs-file", type=Path,
                          help='JSON of more configurations: {"name": {"model": ..., "flags": [...]}}')
     compare.add_argument("--epochs", type=int, help="passed to every run")
     compare.add_argument("--train-args", default="",
                          help="more models-train flags for every run (one quoted string)")
-    compare.add_argument("--runs-dir", type=Path, default=Path("runs/realmusic"))
+    compare.add_argument("--runs-dir", type=Path, default=Path("runs/realmusic"),
+                         help="where the runs' folders and logs go (default runs/realmusic)")
     compare.add_argument("--split-seeds", type=int, nargs="*", default=[1, 2],
                          help="the classical reference also on these re-splits")
     compare.add_argument("--out", type=Path, help="the JSON (default bench/results/...)")

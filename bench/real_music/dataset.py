@@ -329,7 +329,7 @@ def _excerpt_all(tracks: list[_Track], split: dict, excerpt_seconds: float,
 
 def _dataset_info(packages, listing, skipped, excerpt_seconds, excerpts_per_class, seed) -> dict:
     """What realmusic.json records: sources, licences, policy, counts, split, skips."""
-    per_class = collections.defaultdict(lambda: collections.Counter())
+    per_class = collections.defaultdict(collections.Counter)
     for entry in listing:
         counts = per_class[entry["label"]]
         counts[f"{entry['split']}_tracks"] += 1

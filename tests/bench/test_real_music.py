@@ -15,6 +15,7 @@ import pytest
 import soundfile
 
 from bench.real_music import classical as cl
+from bench.real_music.cli import main
 from bench.real_music.compare import compare, read_configs, render_markdown
 from bench.real_music.dataset import (DATASET_INFO_NAME, MANIFEST_NAME, Soundtrack,
                                       allocate_excerpts, build_dataset, excerpt_starts,
@@ -149,6 +150,16 @@ def test_a_class_with_too_few_usable_tracks_is_an_error_naming_it(tmp_path):
     soundtracks = _fake_tree(tmp_path, 7, tracks_per_class=(6, 2, 6))
     with pytest.raises(DataError, match="class1"):
         _build(tmp_path, soundtracks=soundtracks)
+
+
+def test_build_command_line_reports_a_bad_dataset_in_one_line(tmp_path, capsys):
+    _fake_tree(tmp_path, 3, tracks_per_class=(6, 6, 1))
+    args = ["build", "--out", str(tmp_path / "out"), "--root", str(tmp_path),
+            "--dpkg-dir", str(tmp_path / "var/lib/dpkg"), "--excerpt-seconds", "1"]
+    # the real SOUNDTRACKS are not in the fake tree: the first package is named as missing
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "apt-get install drascula-music" in error
 
 
 def test_missing_package_and_changed_licence_are_errors(tree):
@@ -317,7 +328,7 @@ print("trained", args)
 """
 
 
-def test_compare_runs_every_config_and_seed_and_summarises(tree, monkeypatch):
+def test_compare_runs_every_config_and_seed_and_summarises(tree, monkeypatch, capsys):
     root, soundtracks = tree
     _build(root, soundtracks=soundtracks)
     script = root / "fake_train.py"
@@ -340,6 +351,10 @@ def test_compare_runs_every_config_and_seed_and_summarises(tree, monkeypatch):
     tracks = [t for split in results["split"].values() for t in split["tracks"]]
     assert len(tracks) == len(set(tracks)) == 20
     assert "| good | 3 | 0.600 ± 0.100 |" in render_markdown(results)
+    saved = root / "results.json"
+    saved.write_text(json.dumps(results))
+    assert main(["table", str(saved)]) == 0
+    assert "| bad | 0 | – | – |" in capsys.readouterr().out
 
 
 def test_read_configs_extends_and_restricts(tmp_path):
