@@ -204,13 +204,14 @@ def track_of(name: str) -> str:
 # ------------------------------------------------------------------------------- build
 @dataclass
 class _Track:
-    """A usable track: its id, class, source file, samples and rate."""
+    """A usable track: its id, class, source file, rate and length (its audio is decoded again
+    when its excerpts are cut: ten hours of decoded music would not fit in memory)."""
 
     track: str
     label: str
     source: Path
-    samples: np.ndarray
     rate: int
+    samples: int
 
 
 def _track_id(soundtrack: Soundtrack, path: Path, root: Path) -> str:
@@ -242,7 +243,7 @@ def _decode_soundtrack(soundtrack: Soundtrack, files: list[Path], root: Path,
             skipped["too_short"].append(f"{where}: {len(samples) / rate:.1f} s")
         else:
             tracks.append(_Track(_track_id(soundtrack, path, root), soundtrack.label, path,
-                                 samples, rate))
+                                 rate, len(samples)))
     return tracks
 
 
@@ -251,10 +252,11 @@ def _write_excerpts(track: _Track, count: int, excerpt_seconds: float, out: Path
     """Write ``count`` excerpts of ``track`` as FLAC under ``out``; silent ones are dropped."""
     import soundfile
 
+    samples, _ = read_mono(track.source, allow_silent=True)
     length = int(round(excerpt_seconds * track.rate))
     written = []
-    for number, start in enumerate(excerpt_starts(len(track.samples), length, count)):
-        piece = track.samples[start:start + length]
+    for number, start in enumerate(excerpt_starts(len(samples), length, count)):
+        piece = samples[start:start + length]
         if float(np.sqrt(np.mean(np.square(piece, dtype=np.float64)))) < SILENT_RMS:
             skipped["silent_excerpts"].append(f"{track.track} at {start / track.rate:.1f} s")
             continue
@@ -316,13 +318,13 @@ def _excerpt_all(tracks: list[_Track], split: dict, excerpt_seconds: float,
     rows, listing = [], []
     for label in sorted({t.label for t in tracks}):
         members = [t for t in tracks if t.label == label]
-        capacities = [int(len(t.samples) // round(excerpt_seconds * t.rate)) for t in members]
+        capacities = [int(t.samples // round(excerpt_seconds * t.rate)) for t in members]
         for track, count in zip(members, allocate_excerpts(capacities, excerpts_per_class)):
             excerpts = _write_excerpts(track, count, excerpt_seconds, out, skipped)
             rows += [(e["path"], label, split[track.track]) for e in excerpts]
             listing.append({"track": track.track, "label": label, "split": split[track.track],
                             "source": str(track.source), "sample_rate": track.rate,
-                            "duration_s": round(len(track.samples) / track.rate, 2),
+                            "duration_s": round(track.samples / track.rate, 2),
                             "excerpts": excerpts})
     return rows, listing
 
