@@ -58,7 +58,8 @@ def _framewise_statistics(frames: np.ndarray) -> np.ndarray:
     return np.concatenate([frames.mean(axis=1), frames.std(axis=1), diff])
 
 
-def log_mel_statistics(samples: np.ndarray, settings: FeatureSettings = FeatureSettings()) -> np.ndarray:
+def log_mel_statistics(samples: np.ndarray,
+                       settings: FeatureSettings = FeatureSettings()) -> np.ndarray:
     """The 3 x ``mel_bands`` log-mel statistics of a mono signal (see the module docstring)."""
     import torchaudio
 
@@ -92,7 +93,8 @@ def chroma(samples: np.ndarray, settings: FeatureSettings = FeatureSettings()) -
     return np.divide(energy, peak, out=np.zeros_like(energy), where=peak > 1e-12)
 
 
-def chroma_statistics(samples: np.ndarray, settings: FeatureSettings = FeatureSettings()) -> np.ndarray:
+def chroma_statistics(samples: np.ndarray,
+                      settings: FeatureSettings = FeatureSettings()) -> np.ndarray:
     """Mean and standard deviation of every pitch class of :func:`chroma` (24 values)."""
     frames = chroma(samples, settings)
     return np.concatenate([frames.mean(axis=1), frames.std(axis=1)])

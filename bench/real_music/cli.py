@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--min-tracks", type=int, default=5,
                        help="fewest usable tracks a class may have")
     build.add_argument("--root", type=Path, default=Path("/"), help=argparse.SUPPRESS)
-    build.add_argument("--dpkg-dir", type=Path, default=Path("/var/lib/dpkg"), help=argparse.SUPPRESS)
+    build.add_argument("--dpkg-dir", type=Path, default=Path("/var/lib/dpkg"),
+                       help=argparse.SUPPRESS)
     build.add_argument("--overwrite", action="store_true", help="rebuild an existing manifest")
     classical = commands.add_parser("classical", help="the classical reference on a manifest")
     classical.add_argument("manifest", type=Path, help="realmusic.csv written by build")
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="training seeds (default 0 1 2); the split is the manifest's")
     compare.add_argument("--configs", nargs="+", help="configuration names (default: all)")
     compare.add_argument("--configs-file", type=Path,
-                         help='JSON of more configurations: {"name": {"model": ..., "flags": [...]}}')
+                         help='JSON of more configurations: '
+                              '{"name": {"model": ..., "flags": [...]}}')
     compare.add_argument("--epochs", type=int, help="passed to every run")
     compare.add_argument("--train-args", default="",
                          help="more models-train flags for every run (one quoted string)")

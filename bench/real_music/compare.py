@@ -30,7 +30,8 @@ __all__ = ["CONFIGS", "TRAIN_COMMAND", "machine_meta", "manifest_split", "datase
 #: Configuration name -> the model and the ``models train`` flags that define it. Extend it
 #: here or with ``--configs-file`` (a JSON object of the same shape).
 CONFIGS = {
-    "mssincresnet-compact": {"model": "mssincresnet", "flags": ["--compact", "--backbone", "random"]},
+    "mssincresnet-compact": {"model": "mssincresnet",
+                             "flags": ["--compact", "--backbone", "random"]},
     "melresnet-compact": {"model": "melresnet", "flags": ["--compact", "--backbone", "random"]},
     "sincresnet-compact": {"model": "sincresnet", "flags": ["--compact", "--backbone", "random"]},
     "sincnet-compact": {"model": "sincnet", "flags": ["--compact"]},
@@ -91,7 +92,8 @@ def dataset_summary(manifest_path) -> Optional[dict]:
 
 
 def run_command(manifest_path, config: dict, seed: int, out: Path,
-                extra: Sequence[str] = (), train_command: Sequence[str] = TRAIN_COMMAND) -> list[str]:
+                extra: Sequence[str] = (),
+                train_command: Sequence[str] = TRAIN_COMMAND) -> list[str]:
     """The ``models train`` command line of one run."""
     return [*train_command, str(manifest_path), "--model", config["model"], *config["flags"],
             *extra, "--seed", str(seed), "--out", str(out), "--no-progress", "--overwrite"]
@@ -131,7 +133,8 @@ def _mean_std(values: list) -> dict:
 
 
 def summarise(runs: list[dict]) -> dict:
-    """Per configuration: mean ± std over its seeds of test song and clip accuracy and wall time."""
+    """Per configuration: mean ± std over its seeds of the test song and clip accuracies and
+    the wall time."""
     summary = {}
     for name in dict.fromkeys(r["config"] for r in runs):
         mine = [r for r in runs if r["config"] == name]

@@ -180,7 +180,8 @@ def test_split_by_track_per_class_does_not_depend_on_the_other_classes():
     together = split_by_track(a, seed)
     assert {k: together[k] for k in alone} == alone
     assert sorted(together) == sorted(a["x"] + a["y"])
-    assert [list(together.values()).count(s) for s in ("train", "valid", "test")] == [7 + 3, 2 + 1, 2 + 1]
+    sizes = [list(together.values()).count(s) for s in ("train", "valid", "test")]
+    assert sizes == [7 + 3, 2 + 1, 2 + 1]
 
 
 def test_excerpt_placement_and_allocation():
@@ -347,7 +348,8 @@ def test_compare_runs_every_config_and_seed_and_summarises(tree, monkeypatch, ca
     assert Path(good[1]["report"]) == root / "runs" / "good" / "seed-1" / "report.json"
     assert "trained" in (root / "runs" / "good" / "seed-1.log").read_text()
     stats = results["summary"]["good"]["test_song_accuracy"]
-    assert stats["mean"] == pytest.approx(0.6) and stats["std"] == pytest.approx(np.std([.5, .6, .7], ddof=1))
+    assert stats["mean"] == pytest.approx(0.6)
+    assert stats["std"] == pytest.approx(np.std([.5, .6, .7], ddof=1))
     assert results["summary"]["bad"]["failed_runs"] == 3
     assert all("does not train" in r["error"] for r in results["runs"] if r["config"] == "bad")
     tracks = [t for split in results["split"].values() for t in split["tracks"]]
@@ -361,7 +363,8 @@ def test_compare_runs_every_config_and_seed_and_summarises(tree, monkeypatch, ca
 
 def test_read_configs_extends_and_restricts(tmp_path):
     extra = tmp_path / "more.json"
-    extra.write_text(json.dumps({"laptop": {"model": "mssincresnet", "flags": ["--size", "laptop"]}}))
+    extra.write_text(json.dumps({"laptop": {"model": "mssincresnet",
+                                            "flags": ["--size", "laptop"]}}))
     configs = read_configs(extra, ["laptop", "sincnet-compact"])
     assert list(configs) == ["laptop", "sincnet-compact"]
     with pytest.raises(ValueError, match="unknown configuration"):
