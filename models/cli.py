@@ -468,7 +468,7 @@ def command_train(args) -> int:
     """Train on a dataset (one split or every CV fold) and write the report."""
     from .data import make_splits
     from .evaluate import aggregate_folds
-    from .runs import prepare_run_folder, splits_from_checkpoint
+    from .runs import carry_best_checkpoint, prepare_run_folder, splits_from_checkpoint
     from .fileio import atomic_write_text
     from .runtime import resolve_device
 
@@ -487,6 +487,7 @@ def command_train(args) -> int:
     for fold, fold_dir in fold_dirs.items():
         path, state = saved.get(fold, (None, None))
         if state is not None:
+            carry_best_checkpoint(path, fold_dir)
             splits = splits_from_checkpoint(state, corpus.names, str(path))
             spec = state.get("split_spec") or spec
         else:

@@ -18,7 +18,7 @@ import numpy as np
 
 __all__ = ["RunFolderError", "RUN_FILES", "held_run_files", "prepare_run_folder",
            "RESUMABLE_CHANGES", "resumed_settings", "splits_from_checkpoint", "split_names",
-           "evaluation_songs"]
+           "evaluation_songs", "carry_best_checkpoint"]
 
 RUN_FILES = ("last.pt", "best.pt", "log.csv", "log.json", "report.json", "cv_report.json")
 
@@ -68,6 +68,18 @@ def prepare_run_folder(folder, overwrite: bool, resume: bool, log=print) -> Opti
     log(f"--overwrite: the previous run in {folder} was moved to {aside}")
     return aside
 
+
+
+def carry_best_checkpoint(resumed: Path, folder) -> None:
+    """Copy ``best.pt`` from the folder of the checkpoint being resumed into ``folder`` when the
+    run continues elsewhere: otherwise a resumed run whose epochs never beat the saved best
+    would end without a ``best.pt`` to test. Nothing happens when ``folder`` already has one."""
+    from .fileio import atomic_write_bytes
+
+    source, target = Path(resumed).parent / "best.pt", Path(folder) / "best.pt"
+    if target.exists() or not source.exists() or source.resolve() == target.resolve():
+        return
+    atomic_write_bytes(target, source.read_bytes())
 
 def _differs(saved, given) -> bool:
     if isinstance(saved, float) or isinstance(given, float):

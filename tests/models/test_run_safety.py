@@ -194,6 +194,22 @@ def test_resume_refuses_another_split(music, finished, capsys):
     assert status == 2 and "keeps its splits" in err
 
 
+def test_resume_into_another_folder_carries_the_best_checkpoint(music, finished, tmp_path,
+                                                                capsys):
+    """Resuming a run's last.pt with --out elsewhere, where no further epoch beats the saved
+    best (here: no epoch left to train), still tests the run's best weights instead of failing
+    with "best.pt: no such checkpoint"; the original folder is left as it was."""
+    source = {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()}
+    fork = tmp_path / "fork"
+    status, out, err = run(capsys, "train", music, "--out", fork, "--cache-dir",
+                           finished.parent / "cache", "--resume", finished / "last.pt",
+                           "--epochs", "1", "--no-progress")
+    assert status == 0, err
+    assert (fork / "best.pt").read_bytes() == source["best.pt"]
+    assert json.loads((fork / "report.json").read_text())["test"]["songs"] >= 1
+    assert {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()} == source
+
+
 def test_a_model_mismatch_is_one_readable_line(finished, music, tmp_path):
     from models.data import load_corpus, open_tracklist
     from models.checkpoints import CheckpointError, read_checkpoint
