@@ -82,13 +82,16 @@ def _round_to_tf32(a):
 
 
 @triton.jit
-def _dot(a, b, acc, PREC: tl.constexpr, INTERP: tl.constexpr):
+def _dot(a, b, acc, PREC: tl.constexpr, INTERP: tl.constexpr, ROUND_A: tl.constexpr = True,
+         ROUND_B: tl.constexpr = True):
     """acc + a @ b in the requested precision: 0 = fp32 FMA ('ieee'), 1 = tf32, 2 = bf16 operands.
 
     The interpreter multiplies in float32 whatever the precision (and has no bf16 matmul); there
     the tf32 and bf16 modes round the operands to tf32 / bf16 first (to nearest, as the GPU does
     for bf16; the interpreter's own float32 -> bf16 conversion truncates) and multiply in float32
-    with float32 accumulation, which is what the tensor cores compute."""
+    with float32 accumulation, which is what the tensor cores compute. ROUND_A / ROUND_B False
+    skip tf32's rounding of an operand that is already exact in tf32 (a 0/1 indicator), which
+    leaves the product unchanged and saves the forward registers (see FWD_CONFIGS)."""
     if PREC == 2:
         if INTERP:
             return tl.dot(_round_to_bf16(a), _round_to_bf16(b), acc, input_precision="ieee")
@@ -97,10 +100,14 @@ def _dot(a, b, acc, PREC: tl.constexpr, INTERP: tl.constexpr):
     elif PREC == 1:
         # wgmma reads float32 operands as tf32 by dropping the low 13 bits (truncation, a bias
         # of -2^-11 per operand); round to nearest first, as cvt.rna.tf32 would
+        if ROUND_A:
+            a = _round_to_tf32(a)
+        if ROUND_B:
+            b = _round_to_tf32(b)
         if INTERP:
-            return tl.dot(_round_to_tf32(a), _round_to_tf32(b), acc, input_precision="ieee")
+            return tl.dot(a, b, acc, input_precision="ieee")
         else:
-            return tl.dot(_round_to_tf32(a), _round_to_tf32(b), acc, input_precision="tf32")
+            return tl.dot(a, b, acc, input_precision="tf32")
     else:
         return tl.dot(a, b, acc, input_precision="ieee")
 
@@ -210,9 +217,9 @@ def _fwd_epilogue(acc, n, n0, kk, b, K, N_out, W, own_lo, own_hi, off_ptr, gam_p
     act = tl.where(positive, z, 0.0)
     zpos = tl.where(positive, zhat, tl.where(valid, zhat - zhat, 0.0))
     count = positive.to(tl.float32)
-    pool_a = _dot(member, act, pool_a, PREC, INTERP)
-    pool_z = _dot(member, zpos, pool_z, PREC, INTERP)
-    pool_c = _dot(member, count, pool_c, PREC, INTERP)
+    pool_a = _dot(member, act, pool_a, PREC, INTERP, ROUND_A=False)
+    pool_z = _dot(member, zpos, pool_z, PREC, INTERP, ROUND_A=False)
+    pool_c = _dot(member, count, pool_c, PREC, INTERP, ROUND_A=False, ROUND_B=False)
     # mask bits: bit i of byte r is position 8 r + i (tiles start at multiples of 8)
     bit = positive.to(tl.int32) << (tl.arange(0, BN) % 8)[:, None]
     packed = tl.sum(tl.reshape(bit, (BN // 8, 8, KW)), axis=1)
@@ -501,8 +508,13 @@ def _cfg(num_warps, num_stages, **meta):
 # or replaced:
 # - forward bf16: BN=64 BJ=64 (48 B), 4-stage BN=64 BJ=32 (40 B) and BN=128 BJ=32 (504 B)
 #   dropped; 2-stage BN=64 BJ=32 and BN=64 BJ=16 with 3 and 4 stages (none spill) added;
-# - forward tf32 (own list): its rounding to nearest (_round_to_tf32) costs registers and every
-#   tile tried spills 16-720 B; the two least-spilling (16 and 28 B) are kept, the lesser first;
+# - forward tf32 (own list): rounding the pooling products' 0/1 operands (membership, count) to
+#   tf32 changes no value but cost registers: BN=64 BJ=16 spilled 16 B, BN=64 BJ=32 28 B, every
+#   other tile tried 16-720 B (4 warps 512 B, 16 warps 248 B). _dot now skips those roundings
+#   (ROUND_A / ROUND_B): the default BN=64 BJ=16 (1 stage) spills nothing, BN=64 BJ=32 (2
+#   stages) 24 B; BN=64 BJ=16 with 2 / 3 stages still spill 32 / 60 B, BN=32 (mma.sync only)
+#   236-244 B. ptxas is sensitive to the exact code: skipping them in the count's product only
+#   left 4 B;
 # - forward ieee (fp32 FMA dots): 4-warp BN=32 BJ=32 (1.1 KB) and 8-warp BN=64 BJ=32 (2.8 KB)
 #   replaced by 8-warp BN=32 BJ=16 (1 stage) and 4-warp BN=16 BJ=32 (none spill);
 # - corr: 4-warp BN=32 BJ=64 (160 B bf16, 320 B tf32) now runs 8 warps (none); BN=64 BJ=128
@@ -512,7 +524,8 @@ def _cfg(num_warps, num_stages, **meta):
 #   dx tf32 (own list): every 64-tap tile spilled (68-148 B), 32-tap tiles spill nothing.
 #   BJ <= BM is required (the diagonal sums hold 2 BM entries; the CPU sweep of every config,
 #   tests/sincfb/test_triton_configs.py, caught a BM=32 BJ=64 candidate losing outputs).
-# On sm_80 14 of the 26 rows spill 32-276 B (every bf16/tf32 forward tile): Hopper first.
+# On sm_80 14 of the 26 rows spill 32-412 B (every bf16/tf32 forward tile; the tf32 forward
+# 360 and 412 B, up from 240 and 276 B before the rounding change): Hopper first.
 # Configs whose shared memory exceeds the device's are pruned at launch (prune_configs).
 FWD_CONFIGS = {
     "bf16": [_cfg(8, 3, BN=64, BJ=32), _cfg(8, 2, BN=64, BJ=32), _cfg(8, 3, BN=64, BJ=16),
