@@ -64,10 +64,13 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
     with the file."""
     import soundfile  # imported here: the package is optional for users who never read files
 
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if not path.is_file():
-        raise AudioError(f"{path}: not a regular file")
+    try:
+        if not path.exists():
+            raise AudioError(f"{path}: no such file")
+        if not path.is_file():
+            raise AudioError(f"{path}: not a regular file")
+    except OSError as error:            # a name longer than the system allows, a loop of links
+        raise AudioError(f"{path}: cannot open the file ({error.strerror})") from None
     with _decoder_diagnostics_captured():
         try:
             with soundfile.SoundFile(str(path)) as handle:

@@ -13,6 +13,7 @@ import collections
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import re
@@ -56,6 +57,34 @@ class DataError(ValueError):
     """A dataset that cannot be used as given; the message says which file or folder and why."""
 
 
+def _excerpt(text: str, limit: int = 60) -> str:
+    """``repr(text)`` cut to about ``limit`` characters: file content quoted in a message stays
+    on one line (repr escapes control characters) and short (a field may hold a megabyte)."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _csv_rows(path: Path, lines, **dialect):
+    """``(line number, cells)`` of ``csv.reader(lines, **dialect)``, a malformed CSV (a field
+    over csv's size limit, a NUL byte in strict mode) raised as :class:`DataError` at its line."""
+    reader = csv.reader(lines, **dialect)
+    try:
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as error:
+        raise DataError(f"{path}:{reader.line_num}: not a readable CSV row ({error})") from None
+
+
+def _text_lines(path: Path, what: str) -> io.StringIO:
+    """A UTF-8 text file (a byte-order mark allowed) as lines for csv, split only at its line
+    ends (as ``open(newline="")`` does); :class:`DataError` naming the file when it is not
+    UTF-8 text."""
+    try:
+        return io.StringIO(path.read_bytes().decode("utf-8-sig"), newline="")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: the {what} is not UTF-8 text (byte 0x{error.object[error.start]:02x} "
+                        f"at offset {error.start}); save it as UTF-8") from None
+
+
 @dataclass
 class Track:
     """One song: where its audio is (``None`` for generated audio), its label and name."""
@@ -80,7 +109,7 @@ class TrackList:
         repeated = [name for name, count in counts.items() if count > 1]
         if repeated:
             raise DataError(f"{self.name}: {len(repeated)} track name(s) occur twice (first: "
-                            f"{repeated[0]!r}); tracks are matched by name, so names must be "
+                            f"{_excerpt(repeated[0])}); tracks are matched by name, so names must be "
                             "unique")
 
     @property
@@ -170,14 +199,15 @@ def _ismir_subset(root: Path, subset: str, split: str, listing: Path) -> list[Tr
     truth_file = listing.with_name("ground_truth.csv")
     truth = _read_ground_truth(truth_file, {_file_key(r[5]) for _, r in rows}) \
         if truth_file.is_file() else {}
-    tracks, overruled = [], 0
+    tracks, overruled, first_rows = [], 0, {}
     for row_number, row in rows:
         where = f"{listing}:{row_number}"
+        _listed_once(first_rows, row[5], where)
         label = truth.get(_file_key(row[5])) or _row_class(row, where)
         overruled += bool(row[0]) and ismir2004_class(row[0]) not in (None, label)
         path = _ismir_audio(root, subset, row[5])
         if path is None:
-            warnings.warn(f"{where}: audio file {row[5]!r} not found; skipped", stacklevel=3)
+            warnings.warn(f"{where}: audio file {_excerpt(row[5])} not found; skipped", stacklevel=3)
             continue
         tracks.append(Track(path, ISMIR2004_CLASSES.index(label), f"{subset}/{row[5]}", split))
     if overruled:
@@ -190,7 +220,7 @@ def _ismir_rows(listing: Path) -> list[tuple[int, list[str]]]:
     """``(line number, fields)`` of a tracklist.csv, header and blank lines left out."""
     # The one non-ASCII byte sequence of the release is a U+FFFD already; decode leniently anyway.
     with open(listing, newline="", encoding="utf-8", errors="replace") as handle:
-        rows = [(n, [cell.strip() for cell in row]) for n, row in enumerate(csv.reader(handle), 1)
+        rows = [(n, [cell.strip() for cell in row]) for n, row in _csv_rows(listing, handle)
                 if any(cell.strip() for cell in row)]
     if rows and rows[0][1][0].lower() == "class":
         rows = rows[1:]
@@ -202,12 +232,20 @@ def _ismir_rows(listing: Path) -> list[tuple[int, list[str]]]:
     return rows
 
 
+def _listed_once(first_rows: dict, key: str, where: str) -> None:
+    """:class:`DataError` at ``where`` (file:line) when ``key`` was listed before."""
+    first = first_rows.setdefault(key, where)
+    if first != where:
+        raise DataError(f"{where}: {_excerpt(key)} is listed again (first on line "
+                        f"{first.rsplit(':', 1)[1]}); each song may be listed once")
+
+
 def _row_class(row: list[str], where: str) -> str:
     """The class of a tracklist row: its class column, else its path's genre folder."""
     if row[0]:
         label = ismir2004_class(row[0])
         if label is None:
-            raise DataError(f"{where}: unknown class {row[0]!r}; expected one of "
+            raise DataError(f"{where}: unknown class {_excerpt(row[0])}; expected one of "
                             f"{list(ISMIR2004_CLASSES)} or an original genre {sorted(ISMIR2004_GENRES)}")
         return label
     folder = row[5].replace("\\", "/").split("/")[0]
@@ -238,7 +276,7 @@ def _read_ground_truth(path: Path, known: set[str]) -> dict[str, str]:
     if not any(delimiter in line for line in lines):
         delimiter = " "
     labels = {}
-    for row in csv.reader(lines, delimiter=delimiter, skipinitialspace=True):
+    for _, row in _csv_rows(path, lines, delimiter=delimiter, skipinitialspace=True):
         cells = [cell.strip() for cell in row if cell.strip()]
         files = [c for c in cells if _file_key(c) in known or Path(c).suffix.lower() in AUDIO_EXTENSIONS]
         classes = [ismir2004_class(c) for c in cells if c not in files and ismir2004_class(c)]
@@ -254,7 +292,7 @@ def _ismir_audio(root: Path, subset: str, raw: str) -> Optional[Path]:
     """The audio file a tracklist path names, relative to ``audio/<subset>/`` or absolute."""
     text = raw.replace("\\", "/")
     if Path(text).is_absolute():
-        if Path(text).is_file():
+        if _names_a_file(Path(text)):
             return Path(text)
         marker = f"/audio/{subset}/"        # an absolute path from another machine: re-root it
         if marker not in text:
@@ -273,17 +311,27 @@ def _release_file(base: Path, relative: str) -> Optional[Path]:
     track number is zero-padded on disk (one evaluation row: '5-kruhov\\ufffd_objazd.mp3' is
     '05-kruhovy_objazd.mp3')."""
     for candidate in (relative, relative.replace("'", "_")):
-        if (base / candidate).is_file():
+        if _names_a_file(base / candidate):
             return base / candidate
     parent, _, name = relative.rpartition("/")
-    folders = [base / p for p in dict.fromkeys((parent, parent.replace("'", "_"))) if (base / p).is_dir()]
+    folders = [base / p for p in dict.fromkeys((parent, parent.replace("'", "_"))) if _names_a_file(base / p, folder=True)]
     if not folders:
         return None
     number, rest = re.match(r"(\d*)(.*)", name).groups()
-    pattern = (f"0*{int(number)}" if number else "") + "".join(
+    # the number as digits, not int(): a row may hold more digits than int() converts
+    pattern = (f"0*{number.lstrip('0') or '0'}" if number else "") + "".join(
         "." if ch == "\ufffd" else "['_]" if ch in "'_" else re.escape(ch) for ch in rest)
     matches = [p for p in folders[0].iterdir() if p.is_file() and re.fullmatch(pattern, p.name, re.I)]
     return matches[0] if len(matches) == 1 else None
+
+
+def _names_a_file(path: Path, folder: bool = False) -> bool:
+    """Whether ``path`` is an existing file (``folder``: folder); False, not an error, for a
+    name the system refuses (longer than its limit, a NUL byte), which a damaged list can hold."""
+    try:
+        return path.is_dir() if folder else path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def folder_per_class(root) -> TrackList:
@@ -325,10 +373,11 @@ def manifest(csv_path, classes: Optional[list[str]] = None,
     known = list(classes) if classes else sorted({label for _, _, label, _ in rows})
     if not classes:
         _warn_similar_labels(csv_path, known)
-    tracks = []
+    tracks, first_rows = [], {}
     for row_number, path, label, split in rows:
+        _listed_once(first_rows, path.as_posix(), f"{csv_path}:{row_number}")
         if label not in known:
-            raise DataError(f"{csv_path}:{row_number}: unknown label {label!r}"
+            raise DataError(f"{csv_path}:{row_number}: unknown label {_excerpt(label)}"
                             + _did_you_mean(label, known) + f"; the classes are {known}")
         name = path.as_posix()
         path = path if path.is_absolute() else csv_path.parent / path
@@ -341,22 +390,34 @@ def _manifest_rows(csv_path: Path) -> list[tuple]:
     if not csv_path.is_file():
         raise DataError(f"{csv_path}: no such manifest file")
     rows = []
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        for row_number, row in enumerate(csv.reader(handle), start=1):
-            if not row or not any(cell.strip() for cell in row) or \
-                    (row_number == 1 and row[0].strip().lower() == "path"):
-                continue
-            if len(row) < 2 or not row[0].strip() or not row[1].strip():
-                raise DataError(f"{csv_path}:{row_number}: expected path,label[,split], got "
-                                f"{','.join(row)!r}")
-            split = row[2].strip().lower() if len(row) > 2 and row[2].strip() else None
-            if split not in (None, "train", "valid", "test"):
-                raise DataError(f"{csv_path}:{row_number}: split must be train, valid or test, "
-                                f"got {row[2]!r}")
-            rows.append((row_number, Path(row[0].strip()), row[1].strip(), split))
+    for row_number, row in _csv_rows(csv_path, _text_lines(csv_path, "manifest")):
+        if not row or not any(cell.strip() for cell in row) or \
+                (row_number == 1 and row[0].strip().lower() == "path"):
+            continue
+        _check_manifest_cells(csv_path, row_number, row)
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise DataError(f"{csv_path}:{row_number}: expected path,label[,split], got "
+                            f"{_excerpt(','.join(row))}")
+        split = row[2].strip().lower() if len(row) > 2 and row[2].strip() else None
+        if split not in (None, "train", "valid", "test"):
+            raise DataError(f"{csv_path}:{row_number}: split must be train, valid or test, "
+                            f"got {_excerpt(row[2])}")
+        rows.append((row_number, Path(row[0].strip()), row[1].strip(), split))
     if not rows:
         raise DataError(f"{csv_path}: the manifest lists no tracks")
     return rows
+
+
+# A path or label in a manifest holds no control character (a NUL, a newline inside quotes, an
+# escape sequence): such a cell is damage, not a name, and would garble every message naming it.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _check_manifest_cells(csv_path: Path, row_number: int, row: list[str]) -> None:
+    for cell in row[:3]:
+        if _CONTROL.search(cell):
+            raise DataError(f"{csv_path}:{row_number}: a control character in the field "
+                            f"{_excerpt(cell)}; paths, labels and splits are plain text")
 
 
 def _check_manifest_splits(csv_path: Path, rows) -> None:
@@ -384,7 +445,7 @@ def _did_you_mean(label: str, known) -> str:
 
     close = difflib.get_close_matches(label, known, n=1) or \
         [k for k in known if k.lower() == label.lower()]
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return f" (did you mean {_excerpt(close[0])}?)" if close else ""
 
 
 def restrict_classes(tracklist: TrackList, classes: list[str]) -> TrackList:
@@ -561,7 +622,7 @@ def _cache_key(tracklist: TrackList, sample_rate: int, fixed_samples, storage: s
     for track in tracklist.tracks:
         digest.update(f"|{track.name}|{track.label}".encode())
         if track.path is not None:
-            stat = track.path.stat() if track.path.exists() else None
+            stat = track.path.stat() if _names_a_file(track.path) else None
             digest.update(f"|{track.path}|{stat and stat.st_size}|{stat and stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
 
