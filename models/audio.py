@@ -17,7 +17,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["AudioError", "AUDIO_EXTENSIONS", "RESAMPLERS", "NATIVE_RATES", "read_mono", "load_audio", "resample",
+from .config import SAMPLE_RATES
+
+__all__ = ["AudioError", "AUDIO_EXTENSIONS", "RESAMPLERS", "read_mono", "load_audio", "resample",
            "sinc_resample", "fft_resample", "clip_starts", "cut_clips", "Framing"]
 
 RESAMPLERS = ("torchaudio", "numpy")
@@ -36,10 +38,10 @@ def read_mono(path, allow_silent: bool = False) -> tuple[np.ndarray, int]:
     Uses soundfile (wav, flac, ogg, mp3, au, aiff); 16-bit PCM reads as ``int16 / 32768``
     exactly. Raises :class:`AudioError` naming the file for anything that is not usable music:
     missing, not audio, damaged, truncated (fewer frames than its header declares), empty,
-    non-finite, silent, or at a sample rate outside :data:`NATIVE_RATES`. The decoders' own
-    diagnostics (mpg123 prints notes on damaged MP3 frames) are kept off the terminal; the error
-    says what they found. Memory follows the audio that really decodes, never the frame count a
-    header declares.
+    non-finite, silent, or at a sample rate outside :data:`models.config.SAMPLE_RATES`. The
+    decoders' own diagnostics (mpg123 prints notes on damaged MP3 frames) are kept off the
+    terminal; the error says what they found. Memory follows the audio that really decodes,
+    never the frame count a header declares.
     """
     mono, native_rate = _decode(Path(path))
     if mono.size == 0:
@@ -51,10 +53,6 @@ def read_mono(path, allow_silent: bool = False) -> tuple[np.ndarray, int]:
     return mono, int(native_rate)
 
 
-#: The native sample rates a file may have, in Hz. Below, upsampling to the model's rate would
-#: multiply the track's size by a number read from its header; above, no recording format goes
-#: (768 kHz is the highest rate converters offer). Outside: a damaged header.
-NATIVE_RATES = (1000, 768000)
 # Samples (frames x channels) decoded per read: 4 MB of float32, whatever the channel count.
 _BLOCK_SAMPLES = 1 << 20
 
@@ -88,7 +86,7 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
 
 
 def _check_native_rate(path: Path, rate: int) -> None:
-    low, high = NATIVE_RATES
+    low, high = SAMPLE_RATES
     if not low <= rate <= high:
         raise AudioError(f"{path}: its header declares a sample rate of {rate} Hz, outside "
                          f"{low}..{high} Hz (a damaged file?)")

@@ -81,8 +81,9 @@ def _text_lines(path: Path, what: str) -> io.StringIO:
     try:
         return io.StringIO(path.read_bytes().decode("utf-8-sig"), newline="")
     except UnicodeDecodeError as error:
-        raise DataError(f"{path}: the {what} is not UTF-8 text (byte 0x{error.object[error.start]:02x} "
-                        f"at offset {error.start}); save it as UTF-8") from None
+        raise DataError(f"{path}: the {what} is not UTF-8 text (byte "
+                        f"0x{error.object[error.start]:02x} at offset {error.start}); save it as "
+                        "UTF-8") from None
 
 
 @dataclass
