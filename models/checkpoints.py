@@ -4,6 +4,8 @@ model from either with errors that fit on one line.
 from __future__ import annotations
 
 import inspect
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Optional
 
@@ -12,7 +14,8 @@ import torch
 from .config import TrainConfig
 
 __all__ = ["CHECKPOINT_FORMAT", "AUTHORS_FORMAT", "CheckpointError", "build_from_config",
-           "read_checkpoint", "check_classes", "load_model_state", "load_checkpoint"]
+           "read_checkpoint", "check_tensors", "check_classes", "load_model_state",
+           "load_checkpoint"]
 
 CHECKPOINT_FORMAT = "sincfb-genre/1"
 AUTHORS_FORMAT = "authors-release"       # a checkpoint of the authors' main.py / demo.py
@@ -58,7 +61,86 @@ def read_checkpoint(path) -> dict:
         raise CheckpointError(f"{path}: not a checkpoint written by sincfb's training (the "
                               "authors' released checkpoints can be evaluated and used to "
                               "predict, not resumed)")
+    _checked_config(checkpoint, path)
     return checkpoint
+
+
+def check_tensors(state, path) -> None:
+    """``CheckpointError`` unless ``state`` maps names to tensors that each hold their own data.
+
+    A tensor saved as a stride-0 view (``torch.zeros(1).expand(10**9)``) claims more elements
+    than the file stores; its shape must not size a model."""
+    if not isinstance(state, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path}: its weights are not a dict of named tensors")
+    for name, tensor in state.items():
+        if tensor.numel() * tensor.element_size() > tensor.untyped_storage().nbytes():
+            raise CheckpointError(f"{path}: tensor {name[:60]!r} of shape {tuple(tensor.shape)} "
+                                  "claims more elements than the file stores")
+
+
+def _checked_config(checkpoint: dict, path) -> TrainConfig:
+    """The settings of a checkpoint in the project's format, after checking that its classes,
+    weights and settings are what the trainer writes (``CheckpointError`` naming the file)."""
+    classes = checkpoint.get("classes")
+    if not isinstance(classes, list) or len(classes) < 1 or not all(
+            isinstance(c, str) and 0 < len(c) <= 200 and c.isprintable() for c in classes):
+        raise CheckpointError(f"{path}: its class list is missing or not a list of names")
+    check_tensors(checkpoint.get("model_state"), path)
+    if not isinstance(checkpoint.get("config"), dict):
+        raise CheckpointError(f"{path}: its training settings are missing")
+    try:
+        return TrainConfig.from_dict(checkpoint["config"])
+    except ValueError as error:
+        raise CheckpointError(f"{path}: its training settings are not valid ({error})") from None
+
+
+# Memory a model may hold beyond the weights its checkpoint stores (buffers computed from its
+# settings, such as a mel filterbank); more means settings that do not fit the weights.
+_DERIVED_BYTES = 64 << 20
+
+
+def _model_from_record(checkpoint: dict, path):
+    """The model a project checkpoint describes, with its weights. It is first built on the
+    meta device, where it allocates nothing, and checked against the weights the file really
+    holds: settings that ask for a larger model (a 10^9-wide layer) are refused before any
+    memory is taken."""
+    config = _checked_config(checkpoint, path)
+    # The weights come from the file: the trunk is not initialised (no ImageNet download).
+    kwargs = {k: v for k, v in config.model_kwargs.items() if k != "backbone_weights"}
+    state = checkpoint["model_state"]
+
+    def build():
+        try:
+            return build_from_config(config.model, len(checkpoint["classes"]), kwargs,
+                                     config.sample_rate, config.clip_samples, config.spp)
+        except (ValueError, TypeError) as error:       # a constructor refusing its arguments
+            raise CheckpointError(f"{path}: its model settings are not valid ({error})") from None
+
+    try:
+        with torch.device("meta"):
+            skeleton = build()
+    except RuntimeError:        # a model that computes values at construction: build it for real
+        skeleton = None
+    if skeleton is not None:
+        with warnings.catch_warnings():       # copying into meta tensors is a no-op, as meant
+            warnings.simplefilter("ignore")
+            load_model_state(skeleton, state, path)
+        _check_derived_size(skeleton, state, path)
+    model = build()
+    load_model_state(model, state, path)
+    return model
+
+
+def _check_derived_size(skeleton, state: Mapping, path) -> None:
+    """``CheckpointError`` when the model (built on the meta device) would hold more than
+    ``_DERIVED_BYTES`` beyond the weights of ``state``."""
+    needed = sum(t.numel() * t.element_size()
+                 for t in (*skeleton.parameters(), *skeleton.buffers()))
+    stored = sum(t.numel() * t.element_size() for t in state.values())
+    if needed > stored + _DERIVED_BYTES:
+        raise CheckpointError(f"{path}: its settings build a model of {needed / 2 ** 20:.0f} MiB "
+                              f"around {stored / 2 ** 20:.0f} MiB of weights")
 
 
 def check_classes(checkpoint: dict, classes, path) -> None:
@@ -99,17 +181,16 @@ def load_checkpoint(path, device="cpu", classes: Optional[list[str]] = None,
     checkpoint = _load_file(path)
     theirs = authors_state_dict(checkpoint)
     if theirs is not None:
-        model, checkpoint = from_authors_state_dict(theirs, class_names, checkpoint)
+        check_tensors(theirs, path)
+        try:
+            model, checkpoint = from_authors_state_dict(theirs, class_names, checkpoint)
+        except CheckpointError as error:          # its messages say what, this says which file
+            raise CheckpointError(f"{path}: {error}") from None
     elif not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: neither a sincfb genre-classifier checkpoint nor the "
                               "authors' MS-SincResNet state dict")
     else:
-        config = TrainConfig.from_dict(checkpoint["config"])
-        # The weights come from the file: the trunk is not initialised (no ImageNet download).
-        kwargs = {k: v for k, v in config.model_kwargs.items() if k != "backbone_weights"}
-        model = build_from_config(config.model, len(checkpoint["classes"]), kwargs,
-                                  config.sample_rate, config.clip_samples, config.spp)
-        load_model_state(model, checkpoint["model_state"], path)
+        model = _model_from_record(checkpoint, path)
     if classes is not None:
         check_classes(checkpoint, classes, path)
     return model.to(device), checkpoint

@@ -35,10 +35,13 @@ MEMORY_PER_BYTE = 256
 def fuzz_settings(examples: int) -> settings:
     """The hypothesis settings of a fuzz test that tries ``examples`` inputs in the default run."""
     deep = PROFILE == "deep"
+    # function_scoped_fixture: the autouse fixture that blocks weight downloads is function
+    # scoped; it patches a function once and holds no per-example state.
     return settings(max_examples=examples * DEEP_FACTOR if deep else examples,
                     derandomize=PROFILE == "ci", deadline=None, print_blob=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
+                                           HealthCheck.filter_too_much,
+                                           HealthCheck.function_scoped_fixture])
 
 
 @contextlib.contextmanager

@@ -1,0 +1,241 @@
+"""Fuzzing the checkpoint readers through the public API: ``load_checkpoint`` (predict,
+evaluate, export, plot), ``read_checkpoint`` (train --resume) and ``load_classifier``.
+
+The honest files come from the real writers (the trainer's ``save``; the authors' layout from the
+stand-in of their network, saved as their main.py saves it, or as a bare state dict). Hypothesis
+damages them: keys removed or replaced by values of any type, tensors of other shapes and dtypes,
+stride-0 tensors that claim 2^30 elements over one stored value, settings that describe a larger
+model, and the bytes of the zip itself (cut at any offset, overwritten). Every reader must
+return a usable model or raise a one-line :class:`CheckpointError` naming the file.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import example, given, strategies as st
+
+import models.authors
+from models.checkpoints import CheckpointError, load_checkpoint, read_checkpoint
+from models.cli import main
+from models.predict import load_classifier
+from tests.fuzz.support import (assert_clean_cli, assert_one_line_naming, fuzz_settings,
+                                hang_guard, mutated)
+
+pytestmark = pytest.mark.fuzz
+
+_SCRATCH = tempfile.TemporaryDirectory(prefix="sincfb-fuzz-checkpoints-")
+
+
+def junk_tensor(kind: str) -> torch.Tensor:
+    return {"scalar": torch.zeros(()), "empty": torch.zeros(0), "int": torch.arange(3),
+            "bool": torch.ones(2, dtype=torch.bool), "complex": torch.ones(2, dtype=torch.cfloat),
+            "stride0": torch.zeros(1).expand(2 ** 30)}[kind]
+
+
+JUNK = (st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats()
+        | st.text(max_size=12) | st.lists(st.integers(), max_size=3) | st.just({})
+        | st.sampled_from(("scalar", "empty", "int", "bool", "complex", "stride0")).map(junk_tensor))
+
+
+@st.composite
+def changed_tensor(draw, tensor: torch.Tensor):
+    """``tensor`` with another shape or dtype, a stride-0 giant, or something else entirely."""
+    kind = draw(st.sampled_from(("shape", "dtype", "giant", "junk")))
+    if kind == "shape" and tensor.dim():
+        shape = list(tensor.shape)
+        axis = draw(st.integers(0, len(shape) - 1))
+        shape[axis] = max(0, shape[axis] + draw(st.sampled_from((-1, 1, 7))))
+        return torch.zeros(shape, dtype=tensor.dtype)
+    if kind == "dtype":
+        dtype = draw(st.sampled_from((torch.float64, torch.float16, torch.bfloat16, torch.int64,
+                                      torch.uint8, torch.bool, torch.complex64)))
+        return tensor.to(dtype)
+    if kind == "giant":
+        return torch.zeros((1,) * max(1, tensor.dim())).expand(
+            *tensor.shape[:-1] if tensor.dim() else (), 2 ** 30)
+    return draw(JUNK)
+
+
+@st.composite
+def damaged_state(draw, state: dict) -> dict:
+    state = dict(state)
+    for _ in range(draw(st.integers(1, 3))):
+        key = draw(st.sampled_from(sorted(state)))
+        action = draw(st.sampled_from(("delete", "change", "add")))
+        if action == "delete":
+            state.pop(key, None)
+        elif action == "change" and key in state:
+            state[key] = draw(changed_tensor(state[key]) if isinstance(state[key], torch.Tensor)
+                              else JUNK)
+        else:
+            state[draw(st.text(min_size=1, max_size=12))] = draw(JUNK)
+    return state
+
+
+SIZE_SETTINGS = st.sampled_from((("hidden", 10 ** 9), ("num_filters", 10 ** 7),
+                                 ("pool_bins", 10 ** 8), ("kernel_sizes", (31, 63, 10 ** 6 + 1)),
+                                 ("no_such_setting", 1), ("kernel_sizes", "abc")))
+
+
+@st.composite
+def damaged_record(draw, record: dict) -> dict:
+    """The trainer's record with one to three parts damaged: top-level entries, settings
+    (including model settings that describe a far larger model), weights."""
+    record = dict(record)
+    for _ in range(draw(st.integers(1, 3))):
+        part = draw(st.sampled_from(("top", "config", "model_kwargs", "state")))
+        if part == "top":
+            key = draw(st.sampled_from(("format", "config", "classes", "model_state", "card",
+                                        "epoch")))
+            if draw(st.booleans()):
+                record.pop(key, None)
+            else:
+                record[key] = draw(JUNK | st.lists(st.text(max_size=300), max_size=3))
+        elif part == "config" and isinstance(record.get("config"), dict):
+            field = draw(st.sampled_from(sorted(record["config"]) + ["no_such_field"]))
+            record["config"] = {**record["config"], field: draw(JUNK)}
+        elif part == "model_kwargs" and isinstance(record.get("config"), dict) and \
+                isinstance(record["config"].get("model_kwargs"), dict):
+            key, value = draw(SIZE_SETTINGS)
+            config = record["config"]
+            record["config"] = {**config, "model_kwargs": {**config["model_kwargs"], key: value}}
+        elif part == "state" and isinstance(record.get("model_state"), dict):
+            record["model_state"] = draw(damaged_state(record["model_state"]))
+    return record
+
+
+def saved(obj, name: str = "hostile.pt") -> Path:
+    path = Path(_SCRATCH.name) / name
+    torch.save(obj, path)
+    return path
+
+
+def check_readers(path: Path, readers) -> None:
+    """Each reader loads ``path`` or raises a one-line CheckpointError naming it."""
+    for read in readers:
+        with hang_guard():
+            try:
+                read(path)
+            except CheckpointError as error:
+                assert_one_line_naming(error, path)
+
+
+PROJECT_READERS = (load_checkpoint, read_checkpoint, lambda p: load_classifier(p, "cpu"))
+
+
+@pytest.fixture(scope="module")
+def honest_record(honest_checkpoint):
+    return torch.load(honest_checkpoint, map_location="cpu", weights_only=True)
+
+
+@fuzz_settings(8)
+@given(data=st.data())
+def test_damaged_project_checkpoints(honest_record, data):
+    record = data.draw(damaged_record(honest_record))
+    check_readers(saved(record), PROJECT_READERS)
+
+
+@pytest.mark.parametrize("change", [
+    ("config", {"hidden": 10 ** 9}),                        # a 10 TB head before any check
+    ("config", {"no_such_setting": 1}),                     # was a TypeError from the model
+    ("config", {"clip_seconds": "3"}),
+    ("state", "layerNorm.weight"),                          # stride 0: 2^30 elements over 4 bytes
+    ("top", "config"), ("top", "classes"), ("card", {"summary": "two\nlines"}),
+])
+def test_damaged_project_checkpoint_regressions(honest_record, change):
+    part, what = change
+    record = copy.copy(honest_record)
+    if part == "config":
+        record["config"] = {**record["config"]}
+        if "hidden" in what or "no_such_setting" in what:
+            record["config"]["model_kwargs"] = {**record["config"]["model_kwargs"], **what}
+        else:
+            record["config"].update(what)
+    elif part == "state":
+        record["model_state"] = {**record["model_state"], what: torch.zeros(1, 1).expand(1, 2 ** 30)}
+    elif part == "top":
+        del record[what]
+    else:
+        record["card"] = what
+    path = saved(record)
+    if part == "card":
+        assert "\n" not in load_classifier(path, "cpu").summary
+        return
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert_one_line_naming(info.value, path)
+
+
+@contextlib.contextmanager
+def authors_architecture(architecture):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(models.authors, "RELEASED_ARCHITECTURE", architecture)
+        yield
+
+
+@fuzz_settings(6)
+@given(data=st.data(), wrapped=st.booleans())
+@example(data=None, wrapped=False)
+def test_damaged_authors_checkpoints(authors_checkpoint, data, wrapped):
+    path, architecture = authors_checkpoint
+    theirs = torch.load(path, map_location="cpu", weights_only=True)
+    if data is None:              # regression: fc.weight as a Python int (was AttributeError)
+        state = {**theirs["state_dict"], "resnet.model.fc.weight": 10}
+    else:
+        state = data.draw(damaged_state(theirs["state_dict"]))
+    hostile = saved({**theirs, "state_dict": state} if wrapped else state, "hostile.tar")
+    with authors_architecture(architecture):
+        check_readers(hostile, (load_checkpoint, lambda p: load_classifier(p, "cpu")))
+
+
+@st.composite
+def damaged_bytes(draw, data: bytes):
+    """The zip's bytes damaged at its start (the pickle), its end (the central directory) or
+    anywhere, or cut at any offset."""
+    region = draw(st.sampled_from(("head", "tail", "cut")))
+    if region == "cut":
+        return data[:draw(st.integers(0, len(data) - 1))]
+    span = 1 << 16
+    if region == "head":
+        return draw(mutated(data[:span], header=span)) + data[span:]
+    return data[:-span] + draw(mutated(data[-span:], header=span))
+
+
+@fuzz_settings(6)
+@given(data=st.data())
+def test_damaged_checkpoint_bytes(honest_checkpoint, data):
+    hostile = Path(_SCRATCH.name) / "hostile-bytes.pt"
+    hostile.write_bytes(data.draw(damaged_bytes(honest_checkpoint.read_bytes())))
+    check_readers(hostile, (load_checkpoint, read_checkpoint))
+
+
+def test_predict_on_hostile_checkpoints_prints_one_line(honest_record, tmp_path):
+    """The command line: each hostile checkpoint ends ``predict`` with status 2 and one line."""
+    import numpy as np
+    import soundfile as sf
+
+    song = tmp_path / "song.wav"
+    sf.write(song, np.sin(np.arange(16000) * 0.05).astype(np.float32) * 0.3, 16000)
+    config = {**honest_record["config"],
+              "model_kwargs": {**honest_record["config"]["model_kwargs"], "hidden": 10 ** 9}}
+    hostiles = {"truncated.pt": io.BytesIO(), "settings.pt": {**honest_record, "config": config},
+                "weights.pt": {**honest_record, "model_state": {"x": torch.zeros(1)}}}
+    torch.save(honest_record, hostiles["truncated.pt"])
+    for name, content in hostiles.items():
+        path = tmp_path / name
+        if isinstance(content, io.BytesIO):
+            path.write_bytes(content.getvalue()[: len(content.getvalue()) // 2])
+        else:
+            torch.save(content, path)
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+            status = main(["predict", str(song), "--checkpoint", str(path), "--device", "cpu"])
+        assert_clean_cli(stderr.getvalue(), status)
+        lines = [line for line in stderr.getvalue().splitlines() if line.strip()]
+        assert status == 2 and len(lines) == 1 and name in lines[0], stderr.getvalue()
