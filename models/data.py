@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import warnings
@@ -701,7 +702,7 @@ def load_corpus(tracklist: TrackList, sample_rate: int = 16000, cache_dir=None,
     stem = cache_dir / f"{tracklist.name}-{_cache_key(tracklist, sample_rate, fixed_samples, storage)}"
     suffix = ".i16" if storage == "int16" else ".f32"
     if use_cache and stem.with_suffix(".json").is_file():
-        corpus = _read_cache(stem, tracklist)
+        corpus = _read_cache(stem, tracklist, sample_rate, storage)
         if corpus is not None:
             return corpus
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -709,7 +710,7 @@ def load_corpus(tracklist: TrackList, sample_rate: int = 16000, cache_dir=None,
                          stem.with_suffix(suffix))
     index.update(classes=tracklist.classes, sample_rate=sample_rate, storage=storage)
     atomic_write_bytes(stem.with_suffix(".json"), json.dumps(index).encode())
-    return _read_cache(stem, tracklist)
+    return _read_cache(stem, tracklist, sample_rate, storage)
 
 
 def _write_audio(tracklist, sample_rate, progress, fixed_samples, storage, path: Path) -> dict:
@@ -742,22 +743,50 @@ def _write_audio(tracklist, sample_rate, progress, fixed_samples, storage, path:
             "steps": steps or None}
 
 
-def _read_cache(stem: Path, tracklist: TrackList) -> Optional[Corpus]:
+def _read_cache(stem: Path, tracklist: TrackList, sample_rate: int,
+                storage: str) -> Optional[Corpus]:
+    """The cached decode at ``stem``, or None (decode again) when its index is unreadable or
+    does not describe this track list's decode (:func:`_index_fits`)."""
     try:
-        index = json.loads(stem.with_suffix(".json").read_text())
+        index = json.loads(stem.with_suffix(".json").read_bytes())
+        if not _index_fits(index, tracklist, sample_rate, storage):
+            return None
         lengths = np.array(index["lengths"], dtype=np.int64)
-        int16 = index["storage"] == "int16"
+        int16 = storage == "int16"
         audio = np.memmap(stem.with_suffix(".i16" if int16 else ".f32"),
                           dtype=np.int16 if int16 else np.float32, mode="r")
-        steps = np.array(index["steps"], dtype=np.float64) if int16 else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None                      # unreadable cache: decode again
-    if audio.shape[0] != int(lengths.sum()) or (int16 and len(steps) != len(lengths)):
+    except (OSError, ValueError, RecursionError):  # RecursionError: a planted, deeply nested index
+        return None
+    if audio.shape[0] != int(lengths.sum()):
         return None
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    steps = np.array(index["steps"], dtype=np.float64) if int16 else None
     return Corpus(tracklist.name, index["classes"], index["names"],
                   np.array(index["labels"], dtype=np.int64), index["splits"], audio, offsets,
-                  lengths, index["sample_rate"], index["failures"], steps)
+                  lengths, sample_rate, index["failures"], steps)
+
+
+def _index_fits(index, tracklist: TrackList, sample_rate: int, storage: str) -> bool:
+    """Whether a cache index has the layout :func:`_write_audio` gives it, for this decode: one
+    name, label, split and length (and int16 step) per kept track, each name a track of
+    ``tracklist`` with that track's label and split, and the same classes, rate and storage."""
+    keys = ("names", "labels", "splits", "lengths", "failures", "steps", "classes",
+            "sample_rate", "storage")
+    if not isinstance(index, dict) or not all(key in index for key in keys):
+        return False
+    names, count = index["names"], len(index["names"]) if isinstance(index["names"], list) else -1
+    tracks = {t.name: t for t in tracklist.tracks}
+    steps = index["steps"] if storage == "int16" else [1.0] * count
+    return (index["classes"] == tracklist.classes and index["sample_rate"] == sample_rate
+            and index["storage"] == storage and isinstance(index["failures"], list)
+            and all(isinstance(v, list) and len(v) == count for v in (
+                index["labels"], index["splits"], index["lengths"], steps))
+            and all(isinstance(n, str) and n in tracks for n in names)
+            and len(set(names)) == count
+            and [tracks[n].label for n in names] == index["labels"]
+            and [tracks[n].split for n in names] == index["splits"]
+            and all(type(n) is int and n >= 0 for n in index["lengths"])
+            and all(type(v) is float and math.isfinite(v) and v > 0 for v in steps))
 
 
 # ----------------------------------------------------------------------------- clip sampling

@@ -92,6 +92,42 @@ def assert_clean_cli(stderr: str, status: int) -> None:
     assert status in (0, 1, 2), (status, stderr)
 
 
+# ------------------------------------------------------------- hostile files among songs
+HOSTILE_AUDIO = {
+    "empty.wav": b"",
+    "text.mp3": b"this is not audio at all, whatever its name says\n" * 20,
+    # a RIFF header declaring 2^31 frames of 16-bit mono at 8 kHz over 1 kB of data
+    "huge.wav": b"RIFF" + (1060).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+    + bytes.fromhex("01000100401f0000803e00000200" "1000")
+    + b"data" + (2 ** 32 - 2).to_bytes(4, "little") + bytes(range(256)) * 4,
+    # a 1 Hz sample rate: 16000x upsampling
+    "slow.wav": b"RIFF" + (1060).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+    + bytes.fromhex("010001000100000002000000020010 00".replace(" ", ""))
+    + b"data" + (1024).to_bytes(4, "little") + bytes(range(256)) * 4,
+}
+
+
+def song_folder_with_hostile_files(root: Path, rate: int = 8000) -> tuple[list, list]:
+    """``root/<calm|loud>/<i>.wav``: six real quarter-second songs, and the files of
+    :data:`HOSTILE_AUDIO` among the calm ones; returns ``(song paths, hostile paths)``."""
+    import numpy as np
+    import soundfile
+
+    good, hostile = [], []
+    for label in ("calm", "loud"):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            rng = np.random.default_rng([len(label), i])
+            t = np.arange(rate // 4) / rate
+            wave = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 2000) * t) + 0.1
+            soundfile.write(root / label / f"{i}.wav", wave.astype(np.float32), rate)
+            good.append(root / label / f"{i}.wav")
+    for name, data in HOSTILE_AUDIO.items():
+        (root / "calm" / name).write_bytes(data)
+        hostile.append(root / "calm" / name)
+    return good, hostile
+
+
 # ----------------------------------------------------------------------- byte mutations
 INTERESTING = (0, 1, 2, 3, 7, 255, 256, 1000, 32767, 32768, 65535, 65536, 2 ** 24, 2 ** 31 - 1,
                2 ** 31, 2 ** 32 - 1, 2 ** 36 - 1, 2 ** 63 - 1, 2 ** 64 - 1)

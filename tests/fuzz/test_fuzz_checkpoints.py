@@ -239,3 +239,36 @@ def test_predict_on_hostile_checkpoints_prints_one_line(honest_record, tmp_path)
         assert_clean_cli(stderr.getvalue(), status)
         lines = [line for line in stderr.getvalue().splitlines() if line.strip()]
         assert status == 2 and len(lines) == 1 and name in lines[0], stderr.getvalue()
+
+
+def predict_folder(argv: list) -> tuple[int, dict, str]:
+    """``mssincresnet predict ... --format json`` in this process: (status, JSON, stderr)."""
+    import json
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
+        status = main(argv + ["--format", "json"])
+    assert_clean_cli(stderr.getvalue(), status)
+    return status, json.loads(stdout.getvalue()), stderr.getvalue()
+
+
+def check_folder_results(status, payload, stderr, good, hostile) -> None:
+    """Every song classified, every hostile file skipped and named, on stdout and stderr."""
+    assert status == 0
+    assert sorted(r["path"] for r in payload["results"]) == sorted(map(str, good))
+    assert sorted(s["path"] for s in payload["skipped"]) == sorted(map(str, hostile))
+    for skipped in payload["skipped"]:
+        name = Path(skipped["path"]).name
+        assert name in skipped["error"] and "\n" not in skipped["error"]
+        assert sum(line.startswith("skipped:") and name in line
+                   for line in stderr.splitlines()) == 1
+
+
+def test_predict_on_a_folder_skips_hostile_files_and_classifies_the_songs(honest_checkpoint,
+                                                                         tmp_path):
+    from tests.fuzz.support import song_folder_with_hostile_files
+
+    good, hostile = song_folder_with_hostile_files(tmp_path / "music")
+    check_folder_results(*predict_folder(["predict", str(tmp_path / "music"), "--checkpoint",
+                                          str(honest_checkpoint), "--device", "cpu"]),
+                         good, hostile)

@@ -11,6 +11,7 @@ rows must be one line too.
 from __future__ import annotations
 
 import functools
+import json
 import tempfile
 import warnings
 from pathlib import Path
@@ -21,7 +22,8 @@ import soundfile as sf
 from hypothesis import example, given, strategies as st
 
 from models.data import DataError, TrackList, ismir2004, load_corpus, open_tracklist
-from tests.fuzz.support import assert_one_line_naming, fuzz_settings, hang_guard, mutated
+from tests.fuzz.support import (assert_one_line_naming, fuzz_settings, hang_guard, mutated,
+                                song_folder_with_hostile_files)
 from tests.models.test_datasets_release import SUBSETS
 
 pytestmark = pytest.mark.fuzz
@@ -179,34 +181,73 @@ def test_damaged_ismir2004_metadata(case):
 
 
 # ----------------------------------------------------------- hostile files among good songs
-HOSTILE_AUDIO = {
-    "empty.wav": b"",
-    "text.mp3": b"this is not audio at all, whatever its name says\n" * 20,
-    # a RIFF header declaring 2^31 frames of 16-bit mono over 1 kB of data
-    "huge.wav": b"RIFF" + (1060).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
-    + bytes.fromhex("01000100401f0000803e00000200 1000".replace(" ", ""))
-    + b"data" + (2 ** 32 - 2).to_bytes(4, "little") + bytes(range(256)) * 4,
-}
-
-
 def test_hostile_files_among_songs_are_skipped_by_name_and_the_rest_decoded(tmp_path):
     """The issue's 'a hostile file in a folder of songs': dataset scanning and decoding skips
     and names every hostile file and keeps every song."""
     root = tmp_path / "music"
-    for label in ("calm", "loud"):
-        (root / label).mkdir(parents=True)
-        for i in range(3):
-            sf.write(root / label / f"{i}.wav", tone(10 * len(label) + i), 8000)
-    for name, data in HOSTILE_AUDIO.items():
-        (root / "calm" / name).write_bytes(data)
+    good, hostile = song_folder_with_hostile_files(root)
     tracks = open_tracklist(str(root))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         corpus = load_corpus(tracks, 16000, tmp_path / "cache", progress=False)
-    assert sorted(corpus.names) == sorted(f"{label}/{i}.wav" for label in ("calm", "loud")
-                                          for i in range(3))
-    assert len(corpus.failures) == len(HOSTILE_AUDIO)
-    for name in HOSTILE_AUDIO:
-        assert sum(name in failure for failure in corpus.failures) == 1, corpus.failures
-        assert any(name in str(w.message) for w in caught)
+    assert sorted(corpus.names) == sorted(p.relative_to(root).as_posix() for p in good)
+    assert len(corpus.failures) == len(hostile)
+    for path in hostile:
+        assert sum(path.name in failure for failure in corpus.failures) == 1, corpus.failures
+        assert any(path.name in str(w.message) for w in caught)
     check_warnings(caught)
+
+
+# ------------------------------------------------------------------------- decode-cache index
+@functools.lru_cache(maxsize=None)
+def cached_corpus():
+    """``(track list, cache folder, honest index bytes)``: the six songs decoded once."""
+    tracks = open_tracklist(str(music_folder()))
+    cache = SCRATCH / "cache"
+    load_corpus(tracks, 16000, cache, progress=False)
+    (index,) = cache.glob("*.json")
+    return tracks, cache, index.read_bytes()
+
+
+INDEX_VALUES = (st.none() | st.booleans() | st.integers(-2 ** 40, 2 ** 40) | st.floats()
+                | st.text(max_size=8) | st.lists(st.integers(-3, 10 ** 6), max_size=8)
+                | st.lists(st.text(max_size=12), max_size=8) | st.just({}))
+
+
+@st.composite
+def damaged_index(draw, honest: bytes) -> bytes:
+    """The index with entries removed, replaced by any value, or its bytes damaged."""
+    if draw(st.booleans()):
+        return draw(mutated(honest, header=len(honest)))
+    index = json.loads(honest)
+    for _ in range(draw(st.integers(1, 3))):
+        key = draw(st.sampled_from(sorted(index)))
+        if draw(st.integers(0, 3)) == 0:
+            del index[key]
+        elif isinstance(index[key], list) and index[key] and draw(st.booleans()):
+            index[key][draw(st.integers(0, len(index[key]) - 1))] = draw(INDEX_VALUES)
+        else:
+            index[key] = draw(INDEX_VALUES)
+    return json.dumps(index).encode()
+
+
+@fuzz_settings(30)
+@given(st.data())
+@example(None)                                                 # a deeply nested planted index
+def test_damaged_cache_index(data):
+    """A damaged or planted index is ignored (the audio is decoded again) or describes this
+    decode: never a corpus whose names, labels, splits and audio disagree with the files."""
+    tracks, cache, honest = cached_corpus()
+    (index,) = cache.glob("*.json")
+    planted = b"[" * 100000 if data is None else data.draw(damaged_index(honest))
+    index.write_bytes(planted)
+    with hang_guard(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        corpus = load_corpus(tracks, 16000, cache, progress=False)
+    by_name = {t.name: t for t in tracks.tracks}
+    assert sorted(corpus.names) == sorted(by_name) and corpus.classes == tracks.classes
+    assert corpus.sample_rate == 16000
+    for i, name in enumerate(corpus.names):
+        assert corpus.labels[i] == by_name[name].label and corpus.splits[i] == by_name[name].split
+        track = corpus.track(i)
+        assert len(track) == corpus.lengths[i] > 0 and np.isfinite(track).all()

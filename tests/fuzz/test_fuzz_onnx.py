@@ -136,3 +136,16 @@ def test_damaged_onnx_metadata(data):
 def test_damaged_onnx_bytes(data):
     honest = stand_in_model(honest_metadata())
     check_model_file(data.draw(mutated(honest, header=len(honest))))
+
+
+def test_predict_onnx_on_a_folder_skips_hostile_files_and_classifies_the_songs(tmp_path):
+    from tests.fuzz.support import song_folder_with_hostile_files
+    from tests.fuzz.test_fuzz_checkpoints import check_folder_results, predict_folder
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(stand_in_model(honest_metadata()))
+    good, hostile = song_folder_with_hostile_files(tmp_path / "music")
+    status, payload, stderr = predict_folder(["predict", str(tmp_path / "music"), "--onnx",
+                                              str(model)])
+    check_folder_results(status, payload, stderr, good, hostile)
+    assert {r["genre"] for r in payload["results"]} == {"calm"}     # positive means: see song()
