@@ -9,9 +9,16 @@ from tests.models.conftest import no_weight_downloads, tiny_train_config  # noqa
 
 
 @pytest.fixture(scope="session")
-def honest_checkpoint(tmp_path_factory):
+def honest_checkpoint(honest_trainer):
     """``last.pt`` as :class:`models.train.Trainer` writes it (compact MS-SincResNet, before
     its first step: the format is the same, and no training time is spent)."""
+    return honest_trainer.save("last.pt")
+
+
+@pytest.fixture(scope="session")
+def honest_trainer(tmp_path_factory):
+    """A :class:`models.train.Trainer` of the compact MS-SincResNet on a tiny synthetic corpus,
+    not trained (what ``train --resume`` resumes into)."""
     from models.data import load_corpus, make_splits, synthetic_tracklist
     from models.train import Trainer
 
@@ -19,9 +26,8 @@ def honest_checkpoint(tmp_path_factory):
     corpus = load_corpus(tracks, 16000, tmp_path_factory.mktemp("cache"), progress=False)
     splits = make_splits(tracks, "cv", 0, 3)
     out = tmp_path_factory.mktemp("run")
-    trainer = Trainer(tiny_train_config(), corpus, splits, out, progress=False,
-                      log=lambda *_: None)
-    return trainer.save("last.pt")
+    return Trainer(tiny_train_config(), corpus, splits, out, progress=False,
+                   log=lambda *_: None)
 
 
 @pytest.fixture(scope="session")

@@ -77,7 +77,7 @@ def damaged_files(draw):
     return index, draw(mutated(base_bytes(index)))
 
 
-@fuzz_settings(40)
+@fuzz_settings(40, 10000)
 @given(damaged_files())
 def test_damaged_audio_files(case):
     index, data = case
@@ -97,7 +97,7 @@ def wav_bytes(channels, rate, bits, tag, data_size, payload, riff_size=None, blo
 U32 = st.sampled_from((0, 1, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1)) | st.integers(0, 2 ** 32 - 1)
 
 
-@fuzz_settings(40)
+@fuzz_settings(40, 5000)
 @given(channels=st.sampled_from((0, 1, 2, 3, 1024, 1025, 65535)) | st.integers(0, 65535),
        rate=st.sampled_from((0, 1, 999, 1000, 8000, 44101, 768000, 768001, 2 ** 31 - 1))
        | st.integers(0, 2 ** 32 - 1),
@@ -125,7 +125,7 @@ def flac_with_streaminfo(rate: int, channels: int, bits: int, total: int) -> byt
     return bytes(data)
 
 
-@fuzz_settings(25)
+@fuzz_settings(25, 3000)
 @given(rate=st.integers(0, 2 ** 20 - 1), channels=st.integers(1, 8), bits=st.integers(4, 32),
        total=st.sampled_from((0, 1, 2 ** 31, 2 ** 36 - 1)) | st.integers(0, 2 ** 36 - 1))
 @example(8000, 2, 16, 2 ** 36 - 1)         # 1.5 kB declaring 2^36 frames: 512 GiB at one read

@@ -134,11 +134,54 @@ def honest_record(honest_checkpoint):
     return torch.load(honest_checkpoint, map_location="cpu", weights_only=True)
 
 
-@fuzz_settings(8)
+@fuzz_settings(6, 400)
 @given(data=st.data())
 def test_damaged_project_checkpoints(honest_record, data):
     record = data.draw(damaged_record(honest_record))
     check_readers(saved(record), PROJECT_READERS)
+
+
+RESUME_KEYS = ("optimizer", "epoch", "step", "partial", "history", "best", "torch_rng",
+               "best_scores")
+
+
+@st.composite
+def damaged_resume_record(draw, record: dict) -> dict:
+    """The trainer's record with what resuming reads besides the weights damaged: entries
+    removed or replaced, optimizer groups and the random state changed."""
+    record = dict(record)
+    for _ in range(draw(st.integers(1, 3))):
+        key = draw(st.sampled_from(RESUME_KEYS))
+        value = record.get(key)
+        if isinstance(value, dict) and value and draw(st.booleans()):
+            inner = draw(st.sampled_from(sorted(value, key=str)))
+            record[key] = {**value, inner: draw(JUNK | st.lists(st.just({}), max_size=2))}
+        elif isinstance(value, torch.Tensor) and draw(st.booleans()):
+            record[key] = draw(changed_tensor(value))
+        elif draw(st.integers(0, 3)) == 0:
+            record.pop(key, None)
+        else:
+            record[key] = draw(JUNK)
+    return record
+
+
+@fuzz_settings(4, 300)
+@given(data=st.data())
+@example(data=None)                       # torch_rng of the wrong length (a RuntimeError)
+def test_damaged_checkpoints_resumed(honest_trainer, honest_record, data):
+    """``train --resume``'s reader: :meth:`Trainer.resume` continues or refuses in one line."""
+    if data is None:
+        record = {**honest_record, "torch_rng": torch.zeros(10, dtype=torch.uint8)}
+    else:
+        record = data.draw(damaged_resume_record(honest_record))
+    path = saved(record)
+    with hang_guard():
+        try:
+            honest_trainer.resume(path)
+        except CheckpointError as error:
+            assert_one_line_naming(error, path)
+        else:
+            assert honest_trainer.epoch == record["epoch"]
 
 
 @pytest.mark.parametrize("change", [
@@ -179,7 +222,7 @@ def authors_architecture(architecture):
         yield
 
 
-@fuzz_settings(6)
+@fuzz_settings(6, 300)
 @given(data=st.data(), wrapped=st.booleans())
 @example(data=None, wrapped=False)
 def test_damaged_authors_checkpoints(authors_checkpoint, data, wrapped):
@@ -207,7 +250,7 @@ def damaged_bytes(draw, data: bytes):
     return data[:-span] + draw(mutated(data[-span:], header=span))
 
 
-@fuzz_settings(6)
+@fuzz_settings(6, 300)
 @given(data=st.data())
 def test_damaged_checkpoint_bytes(honest_checkpoint, data):
     hostile = Path(_SCRATCH.name) / "hostile-bytes.pt"

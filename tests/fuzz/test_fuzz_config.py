@@ -85,7 +85,7 @@ def check_settings_file(suffix: str, data: bytes) -> None:
             assert "\n" not in str(error) and len(str(error)) < MESSAGE_LIMIT
 
 
-@fuzz_settings(60)
+@fuzz_settings(60, 5000)
 @given(settings_files())
 @example((".json", b'{"epochs": "ten"}'))
 @example((".json", b'{"clip_seconds": "3"}'))                      # was a TypeError in a check

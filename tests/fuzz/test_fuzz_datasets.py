@@ -95,7 +95,7 @@ def check_data_error(error: DataError, path: Path) -> None:
     assert len(str(error)) < MESSAGE_LIMIT, str(error)[:300]
 
 
-@fuzz_settings(40)
+@fuzz_settings(40, 4000)
 @given(hostile_text(manifest_text()))
 @example(b"path,label\n" + b"x" * (1 << 20) + b",calm\n")          # csv's 128 kB field limit
 @example(manifest_text().encode("utf-16"))                        # not UTF-8
@@ -151,7 +151,7 @@ def damaged_release(draw):
     return name, texts
 
 
-@fuzz_settings(40)
+@fuzz_settings(40, 3000)
 @given(damaged_release())
 @example(("training/tracklist.csv", {**{n: t.encode() for n, t in ismir_texts().items()},
                                      "training/tracklist.csv":
@@ -231,7 +231,7 @@ def damaged_index(draw, honest: bytes) -> bytes:
     return json.dumps(index).encode()
 
 
-@fuzz_settings(30)
+@fuzz_settings(30, 1000)
 @given(st.data())
 @example(None)                                                 # a deeply nested planted index
 def test_damaged_cache_index(data):

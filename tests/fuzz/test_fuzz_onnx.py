@@ -119,7 +119,7 @@ def damaged_metadata(draw) -> bytes:
     return stand_in_model(meta, clip)
 
 
-@fuzz_settings(40)
+@fuzz_settings(40, 3000)
 @given(damaged_metadata())
 @example(stand_in_model({**honest_metadata(), "clip_samples": str(10 ** 12)}))   # a 4 TB clip
 @example(stand_in_model({**honest_metadata(), "fixed_samples": str(10 ** 12)}))
@@ -131,7 +131,7 @@ def test_damaged_onnx_metadata(data):
     check_model_file(data)
 
 
-@fuzz_settings(40)
+@fuzz_settings(40, 3000)
 @given(st.data())
 def test_damaged_onnx_bytes(data):
     honest = stand_in_model(honest_metadata())
