@@ -87,12 +87,27 @@ def _checked_config(checkpoint: dict, path) -> TrainConfig:
             isinstance(c, str) and 0 < len(c) <= 200 and c.isprintable() for c in classes):
         raise CheckpointError(f"{path}: its class list is missing or not a list of names")
     check_tensors(checkpoint.get("model_state"), path)
+    names = checkpoint.get("split_names")
+    if not _split_lists(checkpoint.get("splits"), int) or \
+            not (names is None or _split_lists(names, str)) or \
+            not isinstance(checkpoint.get("split_spec") or {}, dict):
+        raise CheckpointError(f"{path}: its record of the train / valid / test split is damaged")
     if not isinstance(checkpoint.get("config"), dict):
         raise CheckpointError(f"{path}: its training settings are missing")
     try:
         return TrainConfig.from_dict(checkpoint["config"])
     except ValueError as error:
         raise CheckpointError(f"{path}: its training settings are not valid ({error})") from None
+
+
+def _split_lists(value, kind: type) -> bool:
+    """Whether ``value`` maps 'train', 'valid' and 'test' (at least) to lists of ``kind``
+    (track positions: non-negative integers; track names: strings), as the trainer writes."""
+    def fits(item) -> bool:
+        return type(item) is kind and (kind is str or item >= 0)
+
+    return isinstance(value, dict) and {"train", "valid", "test"} <= set(value) and all(
+        isinstance(items, list) and all(fits(item) for item in items) for items in value.values())
 
 
 # Memory a model may hold beyond the weights its checkpoint stores (buffers computed from its

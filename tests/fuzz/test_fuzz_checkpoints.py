@@ -23,7 +23,9 @@ from hypothesis import example, given, strategies as st
 import models.authors
 from models.checkpoints import CheckpointError, load_checkpoint, read_checkpoint
 from models.cli import main
+from models.data import synthetic_tracklist
 from models.predict import load_classifier
+from models.runs import RunFolderError, evaluation_songs, splits_from_checkpoint
 from tests.fuzz.support import (assert_clean_cli, assert_one_line_naming, fuzz_settings,
                                 hang_guard, mutated)
 
@@ -92,7 +94,7 @@ def damaged_record(draw, record: dict) -> dict:
         part = draw(st.sampled_from(("top", "config", "model_kwargs", "state")))
         if part == "top":
             key = draw(st.sampled_from(("format", "config", "classes", "model_state", "card",
-                                        "epoch")))
+                                        "epoch", "splits", "split_names", "split_spec")))
             if draw(st.booleans()):
                 record.pop(key, None)
             else:
@@ -126,7 +128,20 @@ def check_readers(path: Path, readers) -> None:
                 assert_one_line_naming(error, path)
 
 
-PROJECT_READERS = (load_checkpoint, read_checkpoint, lambda p: load_classifier(p, "cpu"))
+def evaluated_songs(path):
+    """What ``evaluate`` reads: the checkpoint, then its test songs in a corpus of its songs."""
+    state = load_checkpoint(path)[1]
+    try:
+        evaluation_songs(state, CORPUS_NAMES, "test", same_dataset=True)
+        splits_from_checkpoint(state, CORPUS_NAMES, str(path))
+    except RunFolderError as error:      # a split naming songs this corpus lacks: one line
+        assert "\n" not in str(error)
+
+
+# The track names of the honest checkpoint's corpus (tests/fuzz/conftest.py)
+CORPUS_NAMES = [track.name for track in synthetic_tracklist(songs_per_genre=3).tracks]
+PROJECT_READERS = (load_checkpoint, read_checkpoint, lambda p: load_classifier(p, "cpu"),
+                   evaluated_songs)
 
 
 @pytest.fixture(scope="module")
