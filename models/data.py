@@ -111,8 +111,8 @@ class TrackList:
         repeated = [name for name, count in counts.items() if count > 1]
         if repeated:
             raise DataError(f"{self.name}: {len(repeated)} track name(s) occur twice (first: "
-                            f"{_excerpt(repeated[0])}); tracks are matched by name, so names must be "
-                            "unique")
+                            f"{_excerpt(repeated[0])}); tracks are matched by name, so names "
+                            "must be unique")
 
     @property
     def labels(self) -> np.ndarray:
@@ -209,7 +209,8 @@ def _ismir_subset(root: Path, subset: str, split: str, listing: Path) -> list[Tr
         overruled += bool(row[0]) and ismir2004_class(row[0]) not in (None, label)
         path = _ismir_audio(root, subset, row[5])
         if path is None:
-            warnings.warn(f"{where}: audio file {_excerpt(row[5])} not found; skipped", stacklevel=3)
+            warnings.warn(f"{where}: audio file {_excerpt(row[5])} not found; skipped",
+                          stacklevel=3)
             continue
         tracks.append(Track(path, ISMIR2004_CLASSES.index(label), f"{subset}/{row[5]}", split))
     if overruled:
@@ -316,7 +317,8 @@ def _release_file(base: Path, relative: str) -> Optional[Path]:
         if _names_a_file(base / candidate):
             return base / candidate
     parent, _, name = relative.rpartition("/")
-    folders = [base / p for p in dict.fromkeys((parent, parent.replace("'", "_"))) if _names_a_file(base / p, folder=True)]
+    folders = [base / p for p in dict.fromkeys((parent, parent.replace("'", "_")))
+               if _names_a_file(base / p, folder=True)]
     if not folders:
         return None
     number, rest = re.match(r"(\d*)(.*)", name).groups()

@@ -131,7 +131,8 @@ def _recipe(meta: dict, path: Path) -> dict:
     ``fixed_samples``), so each must lie in the range the trainer allows."""
     try:
         recipe = {"kind": meta["kind"], "classes": json.loads(meta["classes"]),
-                  "sample_rate": int(meta["sample_rate"]), "clip_samples": int(meta["clip_samples"]),
+                  "sample_rate": int(meta["sample_rate"]),
+                  "clip_samples": int(meta["clip_samples"]),
                   "hop_samples": int(meta["hop_samples"]),
                   "lookback_samples": _optional_int(meta["lookback_samples"]),
                   "audio_scale": float(meta["audio_scale"]),

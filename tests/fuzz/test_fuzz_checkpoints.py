@@ -42,7 +42,8 @@ def junk_tensor(kind: str) -> torch.Tensor:
 
 JUNK = (st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats()
         | st.text(max_size=12) | st.lists(st.integers(), max_size=3) | st.just({})
-        | st.sampled_from(("scalar", "empty", "int", "bool", "complex", "stride0")).map(junk_tensor))
+        | st.sampled_from(("scalar", "empty", "int", "bool", "complex", "stride0"))
+        .map(junk_tensor))
 
 
 @st.composite
@@ -128,14 +129,18 @@ def check_readers(path: Path, readers) -> None:
                 assert_one_line_naming(error, path)
 
 
-def evaluated_songs(path):
-    """What ``evaluate`` reads: the checkpoint, then its test songs in a corpus of its songs."""
+def evaluated_songs(path, strict: bool = False):
+    """What ``evaluate`` and ``train --resume`` read: the checkpoint, then its splits in a
+    corpus of its songs. A split naming songs this corpus lacks is a one-line RunFolderError
+    (raised when ``strict``)."""
     state = load_checkpoint(path)[1]
     try:
         evaluation_songs(state, CORPUS_NAMES, "test", same_dataset=True)
         splits_from_checkpoint(state, CORPUS_NAMES, str(path))
-    except RunFolderError as error:      # a split naming songs this corpus lacks: one line
+    except RunFolderError as error:
         assert "\n" not in str(error)
+        if strict:
+            raise
 
 
 # The track names of the honest checkpoint's corpus (tests/fuzz/conftest.py)
@@ -180,13 +185,20 @@ def damaged_resume_record(draw, record: dict) -> dict:
     return record
 
 
+RESUME_REGRESSIONS = {
+    "rng": {"torch_rng": torch.zeros(10, dtype=torch.uint8)},     # set_rng_state: RuntimeError
+    "optimizer": {"optimizer": {"state": None, "param_groups": []}},  # torch: AttributeError
+}
+
+
 @fuzz_settings(4, 300)
 @given(data=st.data())
-@example(data=None)                       # torch_rng of the wrong length (a RuntimeError)
+@example(data="rng")
+@example(data="optimizer")
 def test_damaged_checkpoints_resumed(honest_trainer, honest_record, data):
     """``train --resume``'s reader: :meth:`Trainer.resume` continues or refuses in one line."""
-    if data is None:
-        record = {**honest_record, "torch_rng": torch.zeros(10, dtype=torch.uint8)}
+    if isinstance(data, str):
+        record = {**honest_record, **RESUME_REGRESSIONS[data]}
     else:
         record = data.draw(damaged_resume_record(honest_record))
     path = saved(record)
@@ -205,6 +217,8 @@ def test_damaged_checkpoints_resumed(honest_trainer, honest_record, data):
     ("config", {"clip_seconds": "3"}),
     ("state", "layerNorm.weight"),                          # stride 0: 2^30 elements over 4 bytes
     ("top", "config"), ("top", "classes"), ("card", {"summary": "two\nlines"}),
+    ("splits", {"train": [], "valid": [], "test": [10 ** 6]}),   # beyond the corpus
+    ("splits", {"train": [-1], "valid": [], "test": []}),
 ])
 def test_damaged_project_checkpoint_regressions(honest_record, change):
     part, what = change
@@ -216,14 +230,21 @@ def test_damaged_project_checkpoint_regressions(honest_record, change):
         else:
             record["config"].update(what)
     elif part == "state":
-        record["model_state"] = {**record["model_state"], what: torch.zeros(1, 1).expand(1, 2 ** 30)}
+        giant = torch.zeros(1, 1).expand(1, 2 ** 30)
+        record["model_state"] = {**record["model_state"], what: giant}
     elif part == "top":
         del record[what]
+    elif part == "splits":
+        record["splits"], record["split_names"] = what, None
     else:
         record["card"] = what
     path = saved(record)
     if part == "card":
         assert "\n" not in load_classifier(path, "cpu").summary
+        return
+    if part == "splits" and min(what["train"] + what["test"]) >= 0:
+        with pytest.raises(RunFolderError, match="beyond this dataset's 18 songs"):
+            evaluated_songs(path, strict=True)
         return
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)

@@ -101,6 +101,7 @@ def check_data_error(error: DataError, path: Path) -> None:
 @example(manifest_text().encode("utf-16"))                        # not UTF-8
 @example(b"path,label\nmusic/calm/0.wav\0,calm\nmusic/loud/0.wav,loud\n")
 @example(b'path,label\n"music/calm/0.wav\n,calm\nmusic/loud/0.wav,loud\n')
+@example(b"path,label\nmusic/calm/0.wav,calm\nmusic/calm/0.wav,calm\nmusic/loud/0.wav,loud\n")
 def test_damaged_manifests(data):
     music_folder()
     path = SCRATCH / "hostile.csv"
@@ -139,7 +140,8 @@ def ismir_texts() -> dict:
     texts = {f"{subset}/tracklist.csv": "".join(row + "\n" for row, _ in rows)
              for subset, rows in SUBSETS.items()}
     texts["development/ground_truth.csv"] = "".join(
-        f"{on_disk},{row.split(',')[0].strip(chr(34))}\n" for row, on_disk in SUBSETS["development"])
+        f"{on_disk},{row.split(',')[0].strip(chr(34))}\n"
+        for row, on_disk in SUBSETS["development"])
     return texts
 
 
@@ -156,6 +158,9 @@ def damaged_release(draw):
 @example(("training/tracklist.csv", {**{n: t.encode() for n, t in ismir_texts().items()},
                                      "training/tracklist.csv":
                                      b'"classical","a","b","c","1","' + b"9" * 5000 + b'x.mp3"\n'}))
+@example(("development/tracklist.csv", {**{n: t.encode() for n, t in ismir_texts().items()},
+                                        "development/tracklist.csv":
+                                        (SUBSETS["development"][0][0] + "\n").encode() * 2}))
 @example(("development/ground_truth.csv", {**{n: t.encode() for n, t in ismir_texts().items()},
                                            "development/ground_truth.csv":
                                            b'"' + b"x" * (1 << 18) + b'",classical\n'}))

@@ -24,7 +24,8 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from models.onnx_predict import classify_onnx, load_onnx_classifier  # noqa: E402
-from tests.fuzz.support import assert_one_line_naming, fuzz_settings, hang_guard, mutated  # noqa: E402
+from tests.fuzz.support import (assert_one_line_naming, fuzz_settings, hang_guard,  # noqa: E402
+                                mutated)
 
 pytestmark = pytest.mark.fuzz
 
