@@ -154,7 +154,7 @@ def honest_record(honest_checkpoint):
     return torch.load(honest_checkpoint, map_location="cpu", weights_only=True)
 
 
-@fuzz_settings(6, 400)
+@fuzz_settings(4, 400)
 @given(data=st.data())
 def test_damaged_project_checkpoints(honest_record, data):
     record = data.draw(damaged_record(honest_record))
@@ -258,7 +258,7 @@ def authors_architecture(architecture):
         yield
 
 
-@fuzz_settings(6, 300)
+@fuzz_settings(4, 300)
 @given(data=st.data(), wrapped=st.booleans())
 @example(data=None, wrapped=False)
 def test_damaged_authors_checkpoints(authors_checkpoint, data, wrapped):

@@ -81,7 +81,7 @@ def damaged_report(draw) -> bytes:
     return draw(mutated(data, header=len(data))) if draw(st.integers(0, 3)) == 0 else data
 
 
-@fuzz_settings(8, 1000)
+@fuzz_settings(4, 1000)
 @given(damaged_report())
 @example(json.dumps({**SCORES, "classes": []}).encode())        # a ZeroDivisionError
 @example(json.dumps({**SCORES, "confusion": [[1] * 2000] * 2000}).encode())  # 4 M cells
