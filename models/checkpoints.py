@@ -101,12 +101,12 @@ def _checked_config(checkpoint: dict, path) -> TrainConfig:
 
 
 def _split_lists(value, kind: type) -> bool:
-    """Whether ``value`` maps 'train', 'valid' and 'test' (at least) to lists of ``kind``
-    (track positions: non-negative integers; track names: strings), as the trainer writes."""
+    """Whether ``value`` maps splits ('train', 'valid', 'test', each optional) to lists of
+    ``kind`` (track positions: non-negative integers; track names: strings)."""
     def fits(item) -> bool:
         return type(item) is kind and (kind is str or item >= 0)
 
-    return isinstance(value, dict) and {"train", "valid", "test"} <= set(value) and all(
+    return isinstance(value, dict) and set(value) <= {"train", "valid", "test"} and all(
         isinstance(items, list) and all(fits(item) for item in items) for items in value.values())
 
 

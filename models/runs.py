@@ -169,12 +169,12 @@ def evaluation_songs(state: dict, corpus_names, split: str, same_dataset: bool):
     stored = state.get("split_names")
     if stored is None:
         if split == "auto":
-            split = "test" if same_dataset and state["splits"]["test"] else "all"
+            split = "test" if same_dataset and state["splits"].get("test") else "all"
         if split != "all" and not same_dataset:
             raise RunFolderError(f"the checkpoint's {split} split is stored as positions in its "
                                  "own dataset only; evaluate it there, or use --split all")
         return split, everything if split == "all" else \
-            _positions(state["splits"][split], len(names), "the checkpoint")
+            _positions(state["splits"].get(split, []), len(names), "the checkpoint")
     by_name = {name: index for index, name in enumerate(names)}
     chosen = "test" if split == "auto" else split
     found = np.array([by_name[n] for n in stored.get(chosen, []) if n in by_name], dtype=np.int64)
