@@ -4,6 +4,7 @@ model from either with errors that fit on one line.
 from __future__ import annotations
 
 import inspect
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +23,13 @@ AUTHORS_FORMAT = "authors-release"       # a checkpoint of the authors' main.py 
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be used here (wrong file, other classes, other model)."""
+    """A checkpoint that cannot be used here (wrong file, other classes, other model).
+
+    The message is one line: the text of a parser's exception that it quotes (pickle's spans
+    two lines) has its line breaks replaced by spaces."""
+
+    def __init__(self, message: str):
+        super().__init__(re.sub(r"\s*[\r\n]+\s*", " ", str(message)))
 
 
 def build_from_config(name: str, num_classes: int, model_kwargs: dict, sample_rate: int,

@@ -50,6 +50,8 @@ JUNK = (st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats()
 def changed_tensor(draw, tensor: torch.Tensor):
     """``tensor`` with another shape or dtype, a stride-0 giant, or something else entirely."""
     kind = draw(st.sampled_from(("shape", "dtype", "giant", "junk")))
+    if tensor.numel() * tensor.element_size() > tensor.untyped_storage().nbytes():
+        kind = "junk"       # already a giant: another shape or dtype would materialise it here
     if kind == "shape" and tensor.dim():
         shape = list(tensor.shape)
         axis = draw(st.integers(0, len(shape) - 1))
@@ -288,9 +290,11 @@ def damaged_bytes(draw, data: bytes):
 
 @fuzz_settings(6, 300)
 @given(data=st.data())
+@example(data=None)     # found by the deep run: pickle's error on a 'P' opcode spans two lines
 def test_damaged_checkpoint_bytes(honest_checkpoint, data):
     hostile = Path(_SCRATCH.name) / "hostile-bytes.pt"
-    hostile.write_bytes(data.draw(damaged_bytes(honest_checkpoint.read_bytes())))
+    hostile.write_bytes(b"P" + bytes(64) if data is None
+                        else data.draw(damaged_bytes(honest_checkpoint.read_bytes())))
     check_readers(hostile, (load_checkpoint, read_checkpoint))
 
 
