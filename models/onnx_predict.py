@@ -14,6 +14,8 @@ paper's sizes, so prefer the clip model for long recordings).
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -106,17 +108,23 @@ def load_onnx_classifier(path, threads: Optional[int] = None) -> OnnxClassifier:
     if threads:
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     try:
-        session = onnxruntime.InferenceSession(str(path), options,
-                                               providers=["CPUExecutionProvider"])
+        # onnxruntime prints "EP Error ..." on stdout before it raises for a damaged model
+        with contextlib.redirect_stdout(io.StringIO()):
+            session = onnxruntime.InferenceSession(str(path), options,
+                                                   providers=["CPUExecutionProvider"])
     except Exception as error:    # onnxruntime raises its own types for unreadable models
-        raise ValueError(f"{path}: not a readable ONNX model ({str(error).splitlines()[0]})") \
-            from None
-    meta = session.get_modelmeta().custom_metadata_map
-    if meta.get("format") != "sincfb-genre-export/1":
-        raise ValueError(f"{path}: an ONNX model, but not one written by 'mssincresnet export' "
-                         "(its metadata lacks the classes and audio settings)")
-    recipe = _recipe(meta, path)
-    _check_graph(session, recipe, path)
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path}: not a readable ONNX model ({detail})") from None
+    try:
+        meta = session.get_modelmeta().custom_metadata_map
+        if meta.get("format") != "sincfb-genre-export/1":
+            raise ValueError(f"{path}: an ONNX model, but not one written by 'mssincresnet "
+                             "export' (its metadata lacks the classes and audio settings)")
+        recipe = _recipe(meta, path)
+        _check_graph(session, recipe, path)
+    except UnicodeDecodeError as error:     # names or metadata damaged into invalid UTF-8
+        raise ValueError(f"{path}: a damaged ONNX model (its names or metadata are not UTF-8 "
+                         f"text: byte 0x{error.object[error.start]:02x})") from None
     framing = Framing(recipe["clip_samples"], recipe["hop_samples"], recipe["lookback_samples"],
                       recipe["audio_scale"])
     summary = "".join(c if c.isprintable() else " " for c in meta.get("summary", "")[:2000])
