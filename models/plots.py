@@ -289,7 +289,9 @@ def plot_training_curves(log_csv_path, path) -> Path:
     style = {"marker": "o", "markersize": 4} if len(rows) <= 40 else {}
     figure = _new_figure("curves")
     loss_ax, acc_ax, lr_ax = figure.subplots(1, 3)
-    loss_ax.plot(epochs, _series(rows, "train_loss"), color="tab:red", label="training", **style)
+    loss = _series(rows, "train_loss")
+    if loss is not None:              # a log from elsewhere may lack a column: draw what it has
+        loss_ax.plot(epochs, loss, color="tab:red", label="training", **style)
     loss_ax.set(title="loss", ylabel="cross-entropy")
     for key, label in (("train_clip_accuracy", "training (clips)"),
                        ("valid_clip_accuracy", "validation (clips)"),
@@ -298,7 +300,9 @@ def plot_training_curves(log_csv_path, path) -> Path:
         if values is not None:
             acc_ax.plot(epochs, values, label=label, **style)
     acc_ax.set(title="accuracy", ylabel="accuracy", ylim=(0, 1.02))
-    lr_ax.plot(epochs, _series(rows, "lr"), color="tab:gray", drawstyle="steps-mid", **style)
+    rates = _series(rows, "lr")
+    if rates is not None:
+        lr_ax.plot(epochs, rates, color="tab:gray", drawstyle="steps-mid", **style)
     lr_ax.set(title="learning rate", ylabel="learning rate", yscale="log")
     for axis in (loss_ax, acc_ax, lr_ax):
         axis.set_xlabel("epoch")
