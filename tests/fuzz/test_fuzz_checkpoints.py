@@ -355,3 +355,30 @@ def test_predict_on_a_folder_skips_hostile_files_and_classifies_the_songs(honest
     check_folder_results(*predict_folder(["predict", str(tmp_path / "music"), "--checkpoint",
                                           str(honest_checkpoint), "--device", "cpu"]),
                          good, hostile)
+
+
+def test_a_storage_declaring_more_elements_than_its_record_is_refused_before_loading(tmp_path):
+    """Found by the deep run (the process was killed at 23 GB for a 46 MB file): torch.load
+    allocates the element count the zip's pickle declares before reading the record. A pickle
+    whose count says 2^31 - 1 over a 4000-byte record is refused before torch.load runs."""
+    import zipfile
+
+    honest = io.BytesIO()
+    torch.save({"weight": torch.ones(1000)}, honest)
+    with zipfile.ZipFile(honest) as source:
+        entries = [(info, source.read(info.filename)) for info in source.infolist()]
+    hostile = io.BytesIO()
+    with zipfile.ZipFile(hostile, "w") as sink:
+        for info, data in entries:
+            if info.filename.endswith("data.pkl"):
+                # the storage's count (BININT2 1000 closing its persistent id's TUPLE), not
+                # the shape's, becomes BININT 2^31 - 1
+                assert data.count(b"M\xe8\x03t") == 1
+                data = data.replace(b"M\xe8\x03t", b"J\xff\xff\xff\x7ft")
+            sink.writestr(info, data)
+    path = tmp_path / "inflated.pt"
+    path.write_bytes(hostile.getvalue())
+    for read in (load_checkpoint, read_checkpoint):
+        with pytest.raises(CheckpointError, match="declares 2147483647 elements") as info:
+            read(path)
+        assert_one_line_naming(info.value, path)
