@@ -129,6 +129,9 @@ def check_readers(path: Path, readers) -> None:
                 read(path)
             except CheckpointError as error:
                 assert_one_line_naming(error, path)
+                # an allocation the file cannot back, refused by the allocator (the deep run
+                # limits the process's memory), is a failure of the guards, not a clean error
+                assert "allocate" not in str(error), str(error)
 
 
 def evaluated_songs(path, strict: bool = False):
