@@ -17,6 +17,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .config import SAMPLE_RATES
+
 __all__ = ["AudioError", "AUDIO_EXTENSIONS", "RESAMPLERS", "read_mono", "load_audio", "resample",
            "sinc_resample", "fft_resample", "clip_starts", "cut_clips", "Framing"]
 
@@ -36,40 +38,73 @@ def read_mono(path, allow_silent: bool = False) -> tuple[np.ndarray, int]:
     Uses soundfile (wav, flac, ogg, mp3, au, aiff); 16-bit PCM reads as ``int16 / 32768``
     exactly. Raises :class:`AudioError` naming the file for anything that is not usable music:
     missing, not audio, damaged, truncated (fewer frames than its header declares), empty,
-    non-finite or silent. The decoders' own diagnostics (mpg123 prints notes on damaged MP3
-    frames) are kept off the terminal; the error says what they found.
+    non-finite, silent, or at a sample rate outside :data:`models.config.SAMPLE_RATES`. The
+    decoders' own diagnostics (mpg123 prints notes on damaged MP3 frames) are kept off the
+    terminal; the error says what they found. Memory follows the audio that really decodes,
+    never the frame count a header declares.
     """
-    samples, native_rate = _decode(Path(path))
-    if samples.size == 0:
+    mono, native_rate = _decode(Path(path))
+    if mono.size == 0:
         raise AudioError(f"{path}: the file holds no samples")
-    if not np.isfinite(samples).all():
+    if not np.isfinite(mono).all():        # a NaN or Inf in any channel reaches the mix
         raise AudioError(f"{path}: the audio contains NaN or Inf samples")
-    mono = samples.mean(axis=1)
     if not allow_silent and float(np.abs(mono).max()) == 0.0:
         raise AudioError(f"{path}: the track is silent")
     return mono, int(native_rate)
 
 
+# Samples (frames x channels) decoded per read: 4 MB of float32, whatever the channel count.
+_BLOCK_SAMPLES = 1 << 20
+
+
 def _decode(path: Path) -> tuple[np.ndarray, int]:
-    """``(samples (frames, channels) float32, sample rate)``, or :class:`AudioError` saying
-    what is wrong with the file."""
+    """``(mono samples float32, sample rate)``, or :class:`AudioError` saying what is wrong
+    with the file."""
     import soundfile  # imported here: the package is optional for users who never read files
 
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if not path.is_file():
-        raise AudioError(f"{path}: not a regular file")
+    try:
+        if not path.exists():
+            raise AudioError(f"{path}: no such file")
+        if not path.is_file():
+            raise AudioError(f"{path}: not a regular file")
+    except OSError as error:            # a name longer than the system allows, a loop of links
+        raise AudioError(f"{path}: cannot open the file ({error.strerror})") from None
     with _decoder_diagnostics_captured():
         try:
-            info = soundfile.info(str(path))
-            samples, native_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+            with soundfile.SoundFile(str(path)) as handle:
+                _check_native_rate(path, handle.samplerate)
+                mono = _mono_blocks(handle)
+                declared, missing = _declared_frames(handle)
+        except AudioError:
+            raise
         except Exception as error:  # soundfile raises several types; all mean "not usable audio"
             raise AudioError(f"{path}: {_decode_failure(path, error)}") from None
-    declared, missing = _declared_frames(info)
-    if missing or (declared and samples.shape[0] < declared * 0.98):
+    if missing or (declared and mono.shape[0] < declared * 0.98):
         raise AudioError(f"{path}: truncated: its header declares {declared} frames, only "
-                         f"{samples.shape[0]} could be read (an interrupted copy or download?)")
-    return samples, native_rate
+                         f"{mono.shape[0]} could be read (an interrupted copy or download?)")
+    return mono, handle.samplerate
+
+
+def _check_native_rate(path: Path, rate: int) -> None:
+    low, high = SAMPLE_RATES
+    if not low <= rate <= high:
+        raise AudioError(f"{path}: its header declares a sample rate of {rate} Hz, outside "
+                         f"{low}..{high} Hz (a damaged file?)")
+
+
+def _mono_blocks(handle) -> np.ndarray:
+    """The rest of an open ``soundfile.SoundFile`` mixed to mono, decoded a bounded block at a
+    time: a header that declares 2^36 frames makes soundfile's one-call read allocate them all
+    up front, while here only the data that really decodes takes memory."""
+    block = max(1, _BLOCK_SAMPLES // handle.channels)
+    pieces = []
+    while True:
+        frames = handle.read(block, dtype="float32", always_2d=True)
+        if len(frames):
+            pieces.append(frames.mean(axis=1))
+        if len(frames) < block:          # libsndfile reads less only at the end of the data
+            break
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
 
 
 def _decode_failure(path: Path, error: Exception) -> str:
@@ -141,16 +176,46 @@ def load_audio(path, sample_rate: int = 16000, allow_silent: bool = False,
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """Band-limited resampling of a 1-D float32 signal (identity when the rates agree)."""
+    """Band-limited resampling of a 1-D float32 signal (identity when the rates agree).
+
+    torchaudio's polyphase filter, or, for a pair of rates whose filter would be too large to
+    build (:func:`_polyphase_too_large`: 44101 -> 16000 Hz needs 16000 x 44135 taps),
+    :func:`fft_resample` to the same length."""
     if from_rate == to_rate:
         return np.ascontiguousarray(samples, dtype=np.float32)
+    divisor = math.gcd(int(from_rate), int(to_rate))
+    p, q = int(from_rate) // divisor, int(to_rate) // divisor
+    if _polyphase_too_large(p, q):
+        return _fft_resample_rate(samples, p, q)
     import torch
     import torchaudio.functional as AF
 
-    divisor = math.gcd(int(from_rate), int(to_rate))
-    out = AF.resample(torch.from_numpy(np.ascontiguousarray(samples)), from_rate // divisor,
-                      to_rate // divisor)
+    out = AF.resample(torch.from_numpy(np.ascontiguousarray(samples)), p, q)
     return out.numpy().astype(np.float32, copy=False)
+
+
+# Taps of a polyphase resampling filter (q phases of 2 w + p taps) above which resampling goes
+# through the FFT instead: 2^20 float32 taps are 4 MB, and building them takes about ten times
+# that in float64 temporaries. Common pairs stay far below (44100 -> 16000 Hz: 72,800 taps);
+# 7944 -> 16000 Hz (993 -> 2000 after the gcd) needs 2 M.
+_POLYPHASE_TAPS = 1 << 20
+
+
+def _polyphase_width(p: int, q: int, zero_crossings: int = 6, rolloff: float = 0.99) -> int:
+    """Half-width ``w`` of the windowed-sinc filter from ``p`` to ``q`` (torchaudio's)."""
+    return math.ceil(zero_crossings * p / (min(p, q) * rolloff))
+
+
+def _polyphase_too_large(p: int, q: int, width: Optional[int] = None) -> bool:
+    """Whether resampling ``p -> q`` (reduced by their gcd) needs a filter of more than
+    ``_POLYPHASE_TAPS`` taps; the rates come from files, so they must not size an allocation."""
+    width = _polyphase_width(p, q) if width is None else width
+    return q * (2 * width + p) > _POLYPHASE_TAPS
+
+
+def _fft_resample_rate(samples: np.ndarray, p: int, q: int) -> np.ndarray:
+    """:func:`fft_resample` to the length torchaudio's resampler gives (``ceil(q n / p)``)."""
+    return fft_resample(samples, max(1, math.ceil(q * len(samples) / p)))
 
 
 def sinc_resample(samples: np.ndarray, from_rate: int, to_rate: int, zero_crossings: int = 6,
@@ -160,15 +225,18 @@ def sinc_resample(samples: np.ndarray, from_rate: int, to_rate: int, zero_crossi
 
     With the rates reduced by their gcd to ``p -> q``, output sample ``k q + j`` is the dot
     product of the input from ``k p - w`` on with phase ``j``'s windowed-sinc kernel of
-    ``2 w + p`` taps, ``w = ceil(zero_crossings p / (min(p, q) rolloff))``.
+    ``2 w + p`` taps, ``w = ceil(zero_crossings p / (min(p, q) rolloff))``. Rates whose filter
+    would be too large go through the FFT, as in :func:`resample`.
     """
     x = np.ascontiguousarray(samples, dtype=np.float32)
     if from_rate == to_rate:
         return x
     divisor = math.gcd(int(from_rate), int(to_rate))
     p, q = int(from_rate) // divisor, int(to_rate) // divisor
+    width = _polyphase_width(p, q, zero_crossings, rolloff)
+    if _polyphase_too_large(p, q, width):
+        return _fft_resample_rate(x, p, q)
     cutoff = min(p, q) * rolloff
-    width = math.ceil(zero_crossings * p / cutoff)
     # as torchaudio: the phases in float32, the tap offsets in float64
     phases = (np.arange(0, -q, -1, dtype=np.float32) / np.float32(q)).astype(np.float64)
     t = (phases[:, None] + np.arange(-width, width + p, dtype=np.float64)[None] / p) * cutoff

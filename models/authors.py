@@ -59,18 +59,22 @@ def from_authors_state_dict(state: Mapping, class_names=None, wrapper=None):
     from .recipes import recipe_config
     from .checkpoints import AUTHORS_FORMAT, CheckpointError
 
-    num_classes = int(state["resnet.model.fc.weight"].shape[0])
+    num_classes, clip_samples, num_filters = (_marker_size(state, key) for key in (
+        "resnet.model.fc.weight", "layerNorm.weight", "sincNet1.0.low_hz_"))
     classes = list(class_names or ASSUMED_CLASSES)
     if len(classes) != num_classes:
         raise CheckpointError(f"the authors' checkpoint has {num_classes} outputs, but "
                               f"{len(classes)} class names were given: {classes}")
-    clip_samples = int(state["layerNorm.weight"].shape[-1])
     arch = dict(RELEASED_ARCHITECTURE)
-    config = recipe_config("authors", clip_seconds=clip_samples / arch["sample_rate"],
-                           sample_rate=arch.pop("sample_rate"),
-                           model_kwargs={**arch, "num_filters": int(state["sincNet1.0.low_hz_"].shape[0])})
-    model = MSSincResNet(num_classes, spp=False, clip_samples=clip_samples, **config.model_kwargs,
-                         sample_rate=config.sample_rate)
+    try:
+        config = recipe_config("authors", clip_seconds=clip_samples / arch["sample_rate"],
+                               sample_rate=arch.pop("sample_rate"),
+                               model_kwargs={**arch, "num_filters": num_filters})
+        model = MSSincResNet(num_classes, spp=False, clip_samples=clip_samples,
+                             **config.model_kwargs, sample_rate=config.sample_rate)
+    except ValueError as error:     # sizes their network cannot have (a 0-sample LayerNorm ...)
+        raise CheckpointError(f"the authors' state dict does not fit their released network: "
+                              f"{error}") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
@@ -82,6 +86,27 @@ def from_authors_state_dict(state: Mapping, class_names=None, wrapper=None):
               "epoch": int(epoch) if isinstance(epoch, (int, torch.Tensor)) else None,
               "splits": {"train": [], "valid": [], "test": []}}
     return model, record
+
+
+# The size each marker tensor gives, read from the dimension their network puts it in: the
+# classes from fc.weight's rows, the clip from the LayerNorm's last axis, the filters from low_hz_.
+_MARKER_AXES = {"resnet.model.fc.weight": (2, 0), "layerNorm.weight": (None, -1),
+                "sincNet1.0.low_hz_": (None, 0)}
+
+
+def _marker_size(state: Mapping, key: str) -> int:
+    """The size marker ``key`` gives (see ``_MARKER_AXES``), or ``CheckpointError`` when it is
+    not a tensor of the right rank with at least one element."""
+    from .checkpoints import CheckpointError
+
+    rank, axis = _MARKER_AXES[key]
+    tensor = state[key]
+    if not isinstance(tensor, torch.Tensor) or tensor.dim() == 0 or \
+            (rank is not None and tensor.dim() != rank) or tensor.numel() == 0:
+        raise CheckpointError(f"the authors' state dict holds {key} as "
+                              f"{getattr(tensor, 'shape', type(tensor).__name__)}, not a "
+                              "non-empty tensor their network has")
+    return int(tensor.shape[axis])
 
 
 def class_order_note(record: Mapping) -> Optional[str]:

@@ -315,8 +315,9 @@ def checkpoint_summary(state: dict) -> Optional[str]:
     from .checkpoints import AUTHORS_FORMAT
     from .recipes import AUTHORS_CODE
 
-    if isinstance(state.get("card"), dict):
-        return state["card"]["summary"]
+    summary = state["card"].get("summary") if isinstance(state.get("card"), dict) else None
+    if isinstance(summary, str):                  # from a file: one printable line, not a page
+        return "".join(c if c.isprintable() else " " for c in summary[:2000])
     if state.get("format") == AUTHORS_FORMAT:
         return (f"the authors' released MS-SincResNet ({AUTHORS_CODE}), "
                 f"{len(state['classes'])} classes (order {state.get('class_order')}); no model "

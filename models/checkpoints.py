@@ -17,7 +17,9 @@ import pickle
 import pickletools
 import re
 import warnings
+import zipfile
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Optional
 
@@ -29,15 +31,21 @@ from .fileio import atomic_torch_save
 
 __all__ = ["CHECKPOINT_FORMAT", "AUTHORS_FORMAT", "EARLIER_FORMAT_TYPES", "CheckpointError",
            "build_from_config", "constructor_arguments", "head_and_trunk", "plain_data",
-           "save_checkpoint", "load_data_file", "read_checkpoint", "check_classes",
-           "load_model_state", "load_checkpoint"]
+           "save_checkpoint", "load_data_file", "check_declared_storages", "check_tensors",
+           "read_checkpoint", "check_classes", "load_model_state", "load_checkpoint"]
 
 CHECKPOINT_FORMAT = "sincfb-genre/1"
 AUTHORS_FORMAT = "authors-release"       # a checkpoint of the authors' main.py / demo.py
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be used here (wrong file, other classes, other model)."""
+    """A checkpoint that cannot be used here (wrong file, other classes, other model).
+
+    The message is one line: the text of a parser's exception that it quotes (pickle's spans
+    two lines) has its line breaks replaced by spaces."""
+
+    def __init__(self, message: str):
+        super().__init__(re.sub(r"\s*[\r\n]+\s*", " ", str(message)))
 
 
 def build_from_config(name: str, num_classes: int, model_kwargs: dict, sample_rate: int,
@@ -165,6 +173,7 @@ def load_data_file(path):
     Python objects that could run code: those are refused, never executed.
     """
     path = Path(path)
+    check_declared_storages(path)
     try:
         with torch.serialization.safe_globals(list(EARLIER_FORMAT_TYPES)), \
                 warnings.catch_warnings():
@@ -207,6 +216,55 @@ def _check_fields(checkpoint: dict, path: Path, fields: dict) -> None:
                               "not names and tensors")
 
 
+def check_declared_storages(path) -> None:
+    """``CheckpointError`` when a zip checkpoint's pickle declares a storage of more elements
+    than its record in the zip holds bytes: ``torch.load`` allocates what the pickle declares
+    before it reads the record, so one damaged number would size an allocation (the deep fuzz
+    run saw 23 GB for a 46 MB file). The pickle is read with :mod:`pickletools`, which executes
+    nothing; files that are not zips (the legacy format) are left to ``torch.load``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            sizes = {info.filename.rsplit("/data/", 1)[-1]: info.file_size
+                     for info in archive.infolist() if "/data/" in info.filename}
+            pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
+            data = archive.read(pickles[0]) if pickles else b""
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, RuntimeError, NotImplementedError):
+        return                             # not a readable zip: torch.load says what it is
+    limit = Path(path).stat().st_size
+    for key, numel in _pickled_storages(data):
+        if numel > min(sizes.get(key, 0), limit):
+            raise CheckpointError(f"{path}: storage {key[:20]!r} declares {numel} elements, but "
+                                  f"the file holds {sizes.get(key, 0)} bytes for it")
+
+
+def _pickled_storages(data: bytes) -> list[tuple[str, int]]:
+    """``(key, numel)`` of every ``('storage', type, key, location, numel)`` persistent id in a
+    pickle, found by following the opcodes' stack effects (pickletools; nothing runs)."""
+    frames, found = [[]], []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("BINPUT", "LONG_BINPUT", "PUT", "MEMOIZE", "FRAME", "PROTO", "STOP"):
+                continue                   # no effect on the stack
+            if pickletools.markobject in op.stack_before:
+                items = frames.pop() if len(frames) > 1 else []
+                del frames[-1][len(frames[-1]) - (len(op.stack_before) - 1):]
+            else:
+                items = frames[-1][len(frames[-1]) - len(op.stack_before):]
+                del frames[-1][len(frames[-1]) - len(op.stack_before):]
+            if op.name == "MARK":
+                frames.append([])
+                continue
+            if op.name == "BINPERSID" and items and isinstance(items[0], list) and \
+                    len(items[0]) == 5 and isinstance(items[0][4], int) and \
+                    isinstance(items[0][2], str):
+                found.append((items[0][2], items[0][4]))
+            value = items if op.name == "TUPLE" else arg
+            frames[-1].extend([value] * len(op.stack_after))
+    except (ValueError, IndexError, KeyError):     # a damaged pickle: torch.load reports it
+        pass
+    return found
+
+
 def read_checkpoint(path) -> dict:
     """The dict of a checkpoint written by :class:`Trainer` (on the CPU, no model built), for
     resuming; ``CheckpointError`` for a missing, unreadable, foreign or damaged file."""
@@ -217,7 +275,101 @@ def read_checkpoint(path) -> dict:
                               "authors' released checkpoints can be evaluated and used to "
                               "predict, not resumed)")
     _check_fields(checkpoint, path, _RUN_FIELDS)
+    _checked_config(checkpoint, path)
     return checkpoint
+
+
+def check_tensors(state, path) -> None:
+    """``CheckpointError`` unless ``state`` maps names to tensors that each hold their own data.
+
+    A tensor saved as a stride-0 view (``torch.zeros(1).expand(10**9)``) claims more elements
+    than the file stores; its shape must not size a model."""
+    if not isinstance(state, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path}: its weights are not a dict of named tensors")
+    for name, tensor in state.items():
+        if tensor.numel() * tensor.element_size() > tensor.untyped_storage().nbytes():
+            raise CheckpointError(f"{path}: tensor {name[:60]!r} of shape {tuple(tensor.shape)} "
+                                  "claims more elements than the file stores")
+
+
+def _checked_config(checkpoint: dict, path) -> TrainConfig:
+    """The settings of a checkpoint in the project's format, after checking that its classes,
+    weights and settings are what the trainer writes (``CheckpointError`` naming the file)."""
+    classes = checkpoint.get("classes")
+    if not isinstance(classes, list) or len(classes) < 1 or not all(
+            isinstance(c, str) and 0 < len(c) <= 200 and c.isprintable() for c in classes):
+        raise CheckpointError(f"{path}: its class list is missing or not a list of names")
+    check_tensors(checkpoint.get("model_state"), path)
+    names = checkpoint.get("split_names")
+    if not _split_lists(checkpoint.get("splits"), int) or \
+            not (names is None or _split_lists(names, str)) or \
+            not isinstance(checkpoint.get("split_spec") or {}, dict):
+        raise CheckpointError(f"{path}: its record of the train / valid / test split is damaged")
+    if not isinstance(checkpoint.get("config"), dict):
+        raise CheckpointError(f"{path}: its training settings are missing")
+    try:
+        return TrainConfig.from_dict(checkpoint["config"])
+    except ValueError as error:
+        raise CheckpointError(f"{path}: its training settings are not valid ({error})") from None
+
+
+def _split_lists(value, kind: type) -> bool:
+    """Whether ``value`` maps splits ('train', 'valid', 'test', each optional) to lists of
+    ``kind`` (track positions: non-negative integers; track names: strings)."""
+    def fits(item) -> bool:
+        return type(item) is kind and (kind is str or item >= 0)
+
+    return isinstance(value, dict) and set(value) <= {"train", "valid", "test"} and all(
+        isinstance(items, list) and all(fits(item) for item in items) for items in value.values())
+
+
+# Memory a model may hold beyond the weights its checkpoint stores (buffers computed from its
+# settings, such as a mel filterbank); more means settings that do not fit the weights.
+_DERIVED_BYTES = 64 << 20
+
+
+def _model_from_record(checkpoint: dict, path):
+    """The model a project checkpoint describes, with its weights. It is first built on the
+    meta device, where it allocates nothing, and checked against the weights the file really
+    holds: settings that ask for a larger model (a 10^9-wide layer) are refused before any
+    memory is taken."""
+    config = _checked_config(checkpoint, path)
+    # The weights come from the file: the trunk is not initialised (no ImageNet download).
+    kwargs = {k: v for k, v in config.model_kwargs.items() if k != "backbone_weights"}
+    state = checkpoint["model_state"]
+
+    def build():
+        try:
+            return build_from_config(config.model, len(checkpoint["classes"]), kwargs,
+                                     config.sample_rate, config.clip_samples, config.spp)
+        except (ValueError, TypeError) as error:       # a constructor refusing its arguments
+            raise CheckpointError(f"{path}: its model settings are not valid ({error})") from None
+
+    try:
+        with torch.device("meta"):
+            skeleton = build()
+    except RuntimeError:        # a model that computes values at construction: build it for real
+        skeleton = None
+    if skeleton is not None:
+        with warnings.catch_warnings():       # copying into meta tensors is a no-op, as meant
+            warnings.simplefilter("ignore")
+            load_model_state(skeleton, state, path)
+        _check_derived_size(skeleton, state, path)
+    model = build()
+    load_model_state(model, state, path)
+    return model
+
+
+def _check_derived_size(skeleton, state: Mapping, path) -> None:
+    """``CheckpointError`` when the model (built on the meta device) would hold more than
+    ``_DERIVED_BYTES`` beyond the weights of ``state``."""
+    needed = sum(t.numel() * t.element_size()
+                 for t in (*skeleton.parameters(), *skeleton.buffers()))
+    stored = sum(t.numel() * t.element_size() for t in state.values())
+    if needed > stored + _DERIVED_BYTES:
+        raise CheckpointError(f"{path}: its settings build a model of {needed / 2 ** 20:.0f} MiB "
+                              f"around {stored / 2 ** 20:.0f} MiB of weights")
 
 
 def check_classes(checkpoint: dict, classes, path) -> None:
@@ -242,20 +394,6 @@ def load_model_state(model, state: dict, path) -> None:
                               "model settings (e.g. --compact, --model)") from None
 
 
-def _model_from_settings(checkpoint: dict, path: Path):
-    """The untrained model a checkpoint of the project's format describes; its settings come
-    from a file, so any that the model refuses make a one-line ``CheckpointError``."""
-    try:
-        config = TrainConfig.from_dict(checkpoint["config"])
-        # The weights come from the file: the trunk is not initialised (no ImageNet download).
-        kwargs = {k: v for k, v in dict(config.model_kwargs).items() if k != "backbone_weights"}
-        return build_from_config(config.model, len(checkpoint["classes"]), kwargs,
-                                 config.sample_rate, config.clip_samples, config.spp)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{path}: its model settings cannot be used "
-                              f"({_first_line(error)})") from None
-
-
 def load_checkpoint(path, device="cpu", classes: Optional[list[str]] = None,
                     class_names: Optional[list[str]] = None):
     """``(model, checkpoint dict)`` from a checkpoint written by :class:`Trainer`, or from one of
@@ -272,14 +410,16 @@ def load_checkpoint(path, device="cpu", classes: Optional[list[str]] = None,
     checkpoint = load_data_file(path)
     theirs = authors_state_dict(checkpoint)
     if theirs is not None:
-        model, checkpoint = from_authors_state_dict(theirs, class_names, checkpoint)
+        check_tensors(theirs, path)
+        try:
+            model, checkpoint = from_authors_state_dict(theirs, class_names, checkpoint)
+        except CheckpointError as error:          # its messages say what, this says which file
+            raise CheckpointError(f"{path}: {error}") from None
     elif not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: neither a sincfb genre-classifier checkpoint nor the "
                               "authors' MS-SincResNet state dict")
     else:
-        _check_fields(checkpoint, path, _MODEL_FIELDS)
-        model = _model_from_settings(checkpoint, path)
-        load_model_state(model, checkpoint["model_state"], path)
+        model = _model_from_record(checkpoint, path)
     if classes is not None:
         check_classes(checkpoint, classes, path)
     return model.to(device), checkpoint

@@ -8,15 +8,39 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["TrainConfig", "TIE_BREAKS", "NOISES", "VOTES"]
+__all__ = ["TrainConfig", "TIE_BREAKS", "NOISES", "VOTES", "SAMPLE_RATES", "MAX_CLIP_SAMPLES",
+           "MAX_FIXED_SAMPLES"]
 
 TIE_BREAKS = ("probability", "lowest")   # majority-vote ties: higher mean probability, lowest index
 NOISES = ("gaussian", "uniform", "none")
 VOTES = ("majority", "mean")
+#: The sample rates, in Hz, of audio files and models: below, upsampling to a model's rate would
+#: multiply a track's size by a number read from a file; above, no recording format goes
+#: (768 kHz is the highest rate converters offer).
+SAMPLE_RATES = (1000, 768000)
+#: The longest clip (2^22 samples, 4.4 min at 16 kHz) and fixed decoding length (2^26 samples,
+#: 70 min at 16 kHz) a setting may ask for: settings come from files (checkpoints, exported
+#: models), and these lengths size allocations before any audio is read.
+MAX_CLIP_SAMPLES = 1 << 22
+MAX_FIXED_SAMPLES = 1 << 26
+# What each annotation of TrainConfig accepts (bool is no int here: 'epochs = true' is a typo)
+_KINDS = {"int": ((int,), "an integer"), "float": ((int, float), "a finite number"),
+          "bool": ((bool,), "true or false"), "str": ((str,), "a string"),
+          "dict": ((dict,), "a table of settings")}
+_COUNTS = ("batch_size", "clips_per_song", "eval_batch_size")            # at least 1
+_NON_NEGATIVE = ("epochs", "warmup_epochs", "halve_every", "halve_from", "workers", "seed", "lr",
+                 "warmup_lr", "momentum", "weight_decay", "gain", "noise_std")
+
+
+def _shown(value) -> str:
+    """``repr(value)`` cut to 60 characters, for a message quoting a setting from a file."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
 
 
 @dataclass
@@ -61,6 +85,8 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):
+            self.check_value(f.name, getattr(self, f.name))
         for name, allowed in (("noise", NOISES), ("vote", VOTES), ("tie_break", TIE_BREAKS),
                               ("select_on", ("valid", "test"))):
             if getattr(self, name) not in allowed:
@@ -77,6 +103,37 @@ class TrainConfig:
         if lookback is not None and not 0 <= lookback < self.clip_seconds:
             raise ValueError(f"frame_lookback_seconds must be in [0, clip_seconds = "
                              f"{self.clip_seconds}) or None, got {lookback!r}")
+        self._check_lengths()
+
+    @classmethod
+    def check_value(cls, name: str, value) -> None:
+        """``ValueError`` unless ``value`` has the type of field ``name`` (an integer, a finite
+        number, true or false, a string, a table; None where the field allows it) and lies in
+        its range (a sample rate in :data:`SAMPLE_RATES`, counts >= 1, ...)."""
+        annotation = {f.name: f.type for f in dataclasses.fields(cls)}[name]
+        optional = annotation.startswith("Optional[")
+        if value is None and optional:
+            return
+        types, wanted = _KINDS[annotation.removeprefix("Optional[").removesuffix("]")]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types) or \
+                (isinstance(value, float) and not math.isfinite(value)):
+            raise ValueError(f"{name} must be {wanted}{' or None' if optional else ''}, got "
+                             f"{_shown(value)}")
+        low, high = SAMPLE_RATES
+        if name == "sample_rate" and not low <= value <= high:
+            raise ValueError(f"sample_rate must be in {low}..{high} Hz, got {value}")
+        if name in _COUNTS and value < 1 or name in _NON_NEGATIVE and value < 0:
+            raise ValueError(f"{name} must be {'at least 1' if name in _COUNTS else 'non-negative'}"
+                             f", got {value}")
+
+    def _check_lengths(self) -> None:
+        """The clip and the fixed decoding length stay within what a file may ask for."""
+        if self.clip_samples > MAX_CLIP_SAMPLES:
+            raise ValueError(f"clip_seconds = {self.clip_seconds} gives {self.clip_samples} "
+                             f"samples per clip, more than {MAX_CLIP_SAMPLES}")
+        if self.fixed_samples is not None and self.fixed_samples > MAX_FIXED_SAMPLES:
+            raise ValueError(f"fixed_seconds = {self.fixed_seconds} gives {self.fixed_samples} "
+                             f"samples per file, more than {MAX_FIXED_SAMPLES}")
 
     @property
     def clip_samples(self) -> int:
@@ -104,28 +161,43 @@ class TrainConfig:
 
     @classmethod
     def read_file(cls, path) -> dict:
-        """The settings a JSON or TOML file gives, as a dict (unknown keys are an error)."""
+        """The settings a JSON or TOML file gives, as a dict; ``ValueError`` naming the file for
+        one that is not UTF-8 JSON or TOML holding a table, an unknown key, or a value of the
+        wrong type or range (:meth:`check_value`)."""
         path = Path(path)
+        kind = "TOML" if path.suffix == ".toml" else "JSON"
         try:
-            text = path.read_text()
-        except OSError as error:
-            raise ValueError(f"{path}: cannot read the settings file ({error.strerror})") from None
-        try:
-            if path.suffix == ".toml":
+            text = path.read_bytes().decode("utf-8")
+            if kind == "TOML":
                 import tomllib
                 values = tomllib.loads(text)
             else:
                 values = json.loads(text)
+        except OSError as error:
+            raise ValueError(f"{path}: cannot read the settings file ({error.strerror})") from None
+        except (ValueError, RecursionError) as error:   # RecursionError: arrays nested too deep
+            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ValueError(f"{path}: not a valid {kind} settings file ({detail})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: a {kind} settings file holds a table of settings, not "
+                             f"{type(values).__name__} {_shown(values)}")
+        try:
+            cls._check_keys(values)
+            for name, value in values.items():
+                cls.check_value(name, value)
         except ValueError as error:
-            raise ValueError(f"{path}: not a valid {'TOML' if path.suffix == '.toml' else 'JSON'} "
-                             f"settings file ({error})") from None
-        cls._check_keys(values)
+            raise ValueError(f"{path}: {error}") from None
         return values
 
     @classmethod
     def from_file(cls, path) -> "TrainConfig":
-        """Read a JSON or TOML file of fields (unknown keys are an error)."""
-        return cls.from_dict(cls.read_file(path))
+        """Read a JSON or TOML file of fields (unknown keys are an error); ``ValueError`` naming
+        the file for any setting it cannot hold."""
+        values = cls.read_file(path)
+        try:
+            return cls.from_dict(values)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -136,9 +208,10 @@ class TrainConfig:
     @classmethod
     def _check_keys(cls, values: dict) -> None:
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
+        unknown = [key for key in values if key not in known]
         if unknown:
-            raise ValueError(f"unknown training settings {sorted(unknown)}; known: {sorted(known)}")
+            raise ValueError(f"unknown training settings {_shown(sorted(map(str, unknown)))}; "
+                             f"known: {sorted(known)}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -13,7 +13,9 @@ import collections
 import csv
 import dataclasses
 import hashlib
+import io
 import json
+import math
 import os
 import re
 import warnings
@@ -56,6 +58,35 @@ class DataError(ValueError):
     """A dataset that cannot be used as given; the message says which file or folder and why."""
 
 
+def _excerpt(text: str, limit: int = 60) -> str:
+    """``repr(text)`` cut to about ``limit`` characters: file content quoted in a message stays
+    on one line (repr escapes control characters) and short (a field may hold a megabyte)."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _csv_rows(path: Path, lines, **dialect):
+    """``(line number, cells)`` of ``csv.reader(lines, **dialect)``, a malformed CSV (a field
+    over csv's size limit, a NUL byte in strict mode) raised as :class:`DataError` at its line."""
+    reader = csv.reader(lines, **dialect)
+    try:
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as error:
+        raise DataError(f"{path}:{reader.line_num}: not a readable CSV row ({error})") from None
+
+
+def _text_lines(path: Path, what: str) -> io.StringIO:
+    """A UTF-8 text file (a byte-order mark allowed) as lines for csv, split only at its line
+    ends (as ``open(newline="")`` does); :class:`DataError` naming the file when it is not
+    UTF-8 text."""
+    try:
+        return io.StringIO(path.read_bytes().decode("utf-8-sig"), newline="")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: the {what} is not UTF-8 text (byte "
+                        f"0x{error.object[error.start]:02x} at offset {error.start}); save it as "
+                        "UTF-8") from None
+
+
 @dataclass
 class Track:
     """One song: where its audio is (``None`` for generated audio), its label and name."""
@@ -80,8 +111,8 @@ class TrackList:
         repeated = [name for name, count in counts.items() if count > 1]
         if repeated:
             raise DataError(f"{self.name}: {len(repeated)} track name(s) occur twice (first: "
-                            f"{repeated[0]!r}); tracks are matched by name, so names must be "
-                            "unique")
+                            f"{_excerpt(repeated[0])}); tracks are matched by name, so names "
+                            "must be unique")
 
     @property
     def labels(self) -> np.ndarray:
@@ -170,14 +201,16 @@ def _ismir_subset(root: Path, subset: str, split: str, listing: Path) -> list[Tr
     truth_file = listing.with_name("ground_truth.csv")
     truth = _read_ground_truth(truth_file, {_file_key(r[5]) for _, r in rows}) \
         if truth_file.is_file() else {}
-    tracks, overruled = [], 0
+    tracks, overruled, first_rows = [], 0, {}
     for row_number, row in rows:
         where = f"{listing}:{row_number}"
+        _listed_once(first_rows, row[5], where)
         label = truth.get(_file_key(row[5])) or _row_class(row, where)
         overruled += bool(row[0]) and ismir2004_class(row[0]) not in (None, label)
         path = _ismir_audio(root, subset, row[5])
         if path is None:
-            warnings.warn(f"{where}: audio file {row[5]!r} not found; skipped", stacklevel=3)
+            warnings.warn(f"{where}: audio file {_excerpt(row[5])} not found; skipped",
+                          stacklevel=3)
             continue
         tracks.append(Track(path, ISMIR2004_CLASSES.index(label), f"{subset}/{row[5]}", split))
     if overruled:
@@ -190,7 +223,7 @@ def _ismir_rows(listing: Path) -> list[tuple[int, list[str]]]:
     """``(line number, fields)`` of a tracklist.csv, header and blank lines left out."""
     # The one non-ASCII byte sequence of the release is a U+FFFD already; decode leniently anyway.
     with open(listing, newline="", encoding="utf-8", errors="replace") as handle:
-        rows = [(n, [cell.strip() for cell in row]) for n, row in enumerate(csv.reader(handle), 1)
+        rows = [(n, [cell.strip() for cell in row]) for n, row in _csv_rows(listing, handle)
                 if any(cell.strip() for cell in row)]
     if rows and rows[0][1][0].lower() == "class":
         rows = rows[1:]
@@ -202,12 +235,20 @@ def _ismir_rows(listing: Path) -> list[tuple[int, list[str]]]:
     return rows
 
 
+def _listed_once(first_rows: dict, key: str, where: str) -> None:
+    """:class:`DataError` at ``where`` (file:line) when ``key`` was listed before."""
+    first = first_rows.setdefault(key, where)
+    if first != where:
+        raise DataError(f"{where}: {_excerpt(key)} is listed again (first on line "
+                        f"{first.rsplit(':', 1)[1]}); each song may be listed once")
+
+
 def _row_class(row: list[str], where: str) -> str:
     """The class of a tracklist row: its class column, else its path's genre folder."""
     if row[0]:
         label = ismir2004_class(row[0])
         if label is None:
-            raise DataError(f"{where}: unknown class {row[0]!r}; expected one of "
+            raise DataError(f"{where}: unknown class {_excerpt(row[0])}; expected one of "
                             f"{list(ISMIR2004_CLASSES)} or an original genre {sorted(ISMIR2004_GENRES)}")
         return label
     folder = row[5].replace("\\", "/").split("/")[0]
@@ -238,7 +279,7 @@ def _read_ground_truth(path: Path, known: set[str]) -> dict[str, str]:
     if not any(delimiter in line for line in lines):
         delimiter = " "
     labels = {}
-    for row in csv.reader(lines, delimiter=delimiter, skipinitialspace=True):
+    for _, row in _csv_rows(path, lines, delimiter=delimiter, skipinitialspace=True):
         cells = [cell.strip() for cell in row if cell.strip()]
         files = [c for c in cells if _file_key(c) in known or Path(c).suffix.lower() in AUDIO_EXTENSIONS]
         classes = [ismir2004_class(c) for c in cells if c not in files and ismir2004_class(c)]
@@ -254,7 +295,7 @@ def _ismir_audio(root: Path, subset: str, raw: str) -> Optional[Path]:
     """The audio file a tracklist path names, relative to ``audio/<subset>/`` or absolute."""
     text = raw.replace("\\", "/")
     if Path(text).is_absolute():
-        if Path(text).is_file():
+        if _names_a_file(Path(text)):
             return Path(text)
         marker = f"/audio/{subset}/"        # an absolute path from another machine: re-root it
         if marker not in text:
@@ -273,17 +314,28 @@ def _release_file(base: Path, relative: str) -> Optional[Path]:
     track number is zero-padded on disk (one evaluation row: '5-kruhov\\ufffd_objazd.mp3' is
     '05-kruhovy_objazd.mp3')."""
     for candidate in (relative, relative.replace("'", "_")):
-        if (base / candidate).is_file():
+        if _names_a_file(base / candidate):
             return base / candidate
     parent, _, name = relative.rpartition("/")
-    folders = [base / p for p in dict.fromkeys((parent, parent.replace("'", "_"))) if (base / p).is_dir()]
+    folders = [base / p for p in dict.fromkeys((parent, parent.replace("'", "_")))
+               if _names_a_file(base / p, folder=True)]
     if not folders:
         return None
     number, rest = re.match(r"(\d*)(.*)", name).groups()
-    pattern = (f"0*{int(number)}" if number else "") + "".join(
+    # the number as digits, not int(): a row may hold more digits than int() converts
+    pattern = (f"0*{number.lstrip('0') or '0'}" if number else "") + "".join(
         "." if ch == "\ufffd" else "['_]" if ch in "'_" else re.escape(ch) for ch in rest)
     matches = [p for p in folders[0].iterdir() if p.is_file() and re.fullmatch(pattern, p.name, re.I)]
     return matches[0] if len(matches) == 1 else None
+
+
+def _names_a_file(path: Path, folder: bool = False) -> bool:
+    """Whether ``path`` is an existing file (``folder``: folder); False, not an error, for a
+    name the system refuses (longer than its limit, a NUL byte), which a damaged list can hold."""
+    try:
+        return path.is_dir() if folder else path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def folder_per_class(root) -> TrackList:
@@ -325,10 +377,11 @@ def manifest(csv_path, classes: Optional[list[str]] = None,
     known = list(classes) if classes else sorted({label for _, _, label, _ in rows})
     if not classes:
         _warn_similar_labels(csv_path, known)
-    tracks = []
+    tracks, first_rows = [], {}
     for row_number, path, label, split in rows:
+        _listed_once(first_rows, path.as_posix(), f"{csv_path}:{row_number}")
         if label not in known:
-            raise DataError(f"{csv_path}:{row_number}: unknown label {label!r}"
+            raise DataError(f"{csv_path}:{row_number}: unknown label {_excerpt(label)}"
                             + _did_you_mean(label, known) + f"; the classes are {known}")
         name = path.as_posix()
         path = path if path.is_absolute() else csv_path.parent / path
@@ -341,22 +394,34 @@ def _manifest_rows(csv_path: Path) -> list[tuple]:
     if not csv_path.is_file():
         raise DataError(f"{csv_path}: no such manifest file")
     rows = []
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        for row_number, row in enumerate(csv.reader(handle), start=1):
-            if not row or not any(cell.strip() for cell in row) or \
-                    (row_number == 1 and row[0].strip().lower() == "path"):
-                continue
-            if len(row) < 2 or not row[0].strip() or not row[1].strip():
-                raise DataError(f"{csv_path}:{row_number}: expected path,label[,split], got "
-                                f"{','.join(row)!r}")
-            split = row[2].strip().lower() if len(row) > 2 and row[2].strip() else None
-            if split not in (None, "train", "valid", "test"):
-                raise DataError(f"{csv_path}:{row_number}: split must be train, valid or test, "
-                                f"got {row[2]!r}")
-            rows.append((row_number, Path(row[0].strip()), row[1].strip(), split))
+    for row_number, row in _csv_rows(csv_path, _text_lines(csv_path, "manifest")):
+        if not row or not any(cell.strip() for cell in row) or \
+                (row_number == 1 and row[0].strip().lower() == "path"):
+            continue
+        _check_manifest_cells(csv_path, row_number, row)
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise DataError(f"{csv_path}:{row_number}: expected path,label[,split], got "
+                            f"{_excerpt(','.join(row))}")
+        split = row[2].strip().lower() if len(row) > 2 and row[2].strip() else None
+        if split not in (None, "train", "valid", "test"):
+            raise DataError(f"{csv_path}:{row_number}: split must be train, valid or test, "
+                            f"got {_excerpt(row[2])}")
+        rows.append((row_number, Path(row[0].strip()), row[1].strip(), split))
     if not rows:
         raise DataError(f"{csv_path}: the manifest lists no tracks")
     return rows
+
+
+# A path or label in a manifest holds no control character (a NUL, a newline inside quotes, an
+# escape sequence): such a cell is damage, not a name, and would garble every message naming it.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _check_manifest_cells(csv_path: Path, row_number: int, row: list[str]) -> None:
+    for cell in row[:3]:
+        if _CONTROL.search(cell):
+            raise DataError(f"{csv_path}:{row_number}: a control character in the field "
+                            f"{_excerpt(cell)}; paths, labels and splits are plain text")
 
 
 def _check_manifest_splits(csv_path: Path, rows) -> None:
@@ -384,7 +449,7 @@ def _did_you_mean(label: str, known) -> str:
 
     close = difflib.get_close_matches(label, known, n=1) or \
         [k for k in known if k.lower() == label.lower()]
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return f" (did you mean {_excerpt(close[0])}?)" if close else ""
 
 
 def restrict_classes(tracklist: TrackList, classes: list[str]) -> TrackList:
@@ -561,7 +626,7 @@ def _cache_key(tracklist: TrackList, sample_rate: int, fixed_samples, storage: s
     for track in tracklist.tracks:
         digest.update(f"|{track.name}|{track.label}".encode())
         if track.path is not None:
-            stat = track.path.stat() if track.path.exists() else None
+            stat = track.path.stat() if _names_a_file(track.path) else None
             digest.update(f"|{track.path}|{stat and stat.st_size}|{stat and stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
 
@@ -637,7 +702,7 @@ def load_corpus(tracklist: TrackList, sample_rate: int = 16000, cache_dir=None,
     stem = cache_dir / f"{tracklist.name}-{_cache_key(tracklist, sample_rate, fixed_samples, storage)}"
     suffix = ".i16" if storage == "int16" else ".f32"
     if use_cache and stem.with_suffix(".json").is_file():
-        corpus = _read_cache(stem, tracklist)
+        corpus = _read_cache(stem, tracklist, sample_rate, storage)
         if corpus is not None:
             return corpus
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -645,7 +710,7 @@ def load_corpus(tracklist: TrackList, sample_rate: int = 16000, cache_dir=None,
                          stem.with_suffix(suffix))
     index.update(classes=tracklist.classes, sample_rate=sample_rate, storage=storage)
     atomic_write_bytes(stem.with_suffix(".json"), json.dumps(index).encode())
-    return _read_cache(stem, tracklist)
+    return _read_cache(stem, tracklist, sample_rate, storage)
 
 
 def _write_audio(tracklist, sample_rate, progress, fixed_samples, storage, path: Path) -> dict:
@@ -678,22 +743,50 @@ def _write_audio(tracklist, sample_rate, progress, fixed_samples, storage, path:
             "steps": steps or None}
 
 
-def _read_cache(stem: Path, tracklist: TrackList) -> Optional[Corpus]:
+def _read_cache(stem: Path, tracklist: TrackList, sample_rate: int,
+                storage: str) -> Optional[Corpus]:
+    """The cached decode at ``stem``, or None (decode again) when its index is unreadable or
+    does not describe this track list's decode (:func:`_index_fits`)."""
     try:
-        index = json.loads(stem.with_suffix(".json").read_text())
+        index = json.loads(stem.with_suffix(".json").read_bytes())
+        if not _index_fits(index, tracklist, sample_rate, storage):
+            return None
         lengths = np.array(index["lengths"], dtype=np.int64)
-        int16 = index["storage"] == "int16"
+        int16 = storage == "int16"
         audio = np.memmap(stem.with_suffix(".i16" if int16 else ".f32"),
                           dtype=np.int16 if int16 else np.float32, mode="r")
-        steps = np.array(index["steps"], dtype=np.float64) if int16 else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None                      # unreadable cache: decode again
-    if audio.shape[0] != int(lengths.sum()) or (int16 and len(steps) != len(lengths)):
+    except (OSError, ValueError, RecursionError):  # RecursionError: a planted, deeply nested index
+        return None
+    if audio.shape[0] != int(lengths.sum()):
         return None
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    steps = np.array(index["steps"], dtype=np.float64) if int16 else None
     return Corpus(tracklist.name, index["classes"], index["names"],
                   np.array(index["labels"], dtype=np.int64), index["splits"], audio, offsets,
-                  lengths, index["sample_rate"], index["failures"], steps)
+                  lengths, sample_rate, index["failures"], steps)
+
+
+def _index_fits(index, tracklist: TrackList, sample_rate: int, storage: str) -> bool:
+    """Whether a cache index has the layout :func:`_write_audio` gives it, for this decode: one
+    name, label, split and length (and int16 step) per kept track, each name a track of
+    ``tracklist`` with that track's label and split, and the same classes, rate and storage."""
+    keys = ("names", "labels", "splits", "lengths", "failures", "steps", "classes",
+            "sample_rate", "storage")
+    if not isinstance(index, dict) or not all(key in index for key in keys):
+        return False
+    names, count = index["names"], len(index["names"]) if isinstance(index["names"], list) else -1
+    tracks = {t.name: t for t in tracklist.tracks}
+    steps = index["steps"] if storage == "int16" else [1.0] * count
+    return (index["classes"] == tracklist.classes and index["sample_rate"] == sample_rate
+            and index["storage"] == storage and isinstance(index["failures"], list)
+            and all(isinstance(v, list) and len(v) == count for v in (
+                index["labels"], index["splits"], index["lengths"], steps))
+            and all(isinstance(n, str) and n in tracks for n in names)
+            and len(set(names)) == count
+            and [tracks[n].label for n in names] == index["labels"]
+            and [tracks[n].split for n in names] == index["splits"]
+            and all(type(n) is int and n >= 0 for n in index["lengths"])
+            and all(type(v) is float and math.isfinite(v) and v > 0 for v in steps))
 
 
 # ----------------------------------------------------------------------------- clip sampling

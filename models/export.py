@@ -31,6 +31,7 @@ from torch import nn
 from .audio import Framing
 from .cli import DEFAULT_OPSET, EXPORT_FORMATS
 from .config import TIE_BREAKS
+from .onnx_predict import ONNX_IO
 
 __all__ = ["ExportError", "SongClassifier", "export_classifier", "export_metadata",
            "read_torch_export_metadata", "METADATA_FILE", "command_export"]
@@ -180,9 +181,7 @@ def _export_onnx(module, inputs, dynamic, check, out: Path, values: dict, opset:
                           "install 'sincfb[export]'") from None
     from .fileio import atomic_write_bytes
 
-    song = isinstance(module, SongClassifier)
-    names = (["waveform"], ["logits", "mean_probability", "vote_shares", "majority"]) if song \
-        else (["clips"], ["logits"])
+    names = [list(n) for n in ONNX_IO["song" if isinstance(module, SongClassifier) else "clips"]]
     try:
         program = torch.onnx.export(module, inputs, dynamic_shapes=dynamic, opset_version=opset,
                                     input_names=names[0], output_names=names[1], verbose=False)

@@ -28,9 +28,18 @@ def write_logs(history: list[dict], folder) -> None:
 
 
 def read_log_csv(path) -> list[dict]:
-    """Rows of a ``log.csv`` written by :func:`write_logs`, values as floats (NaN where empty)."""
+    """Rows of a ``log.csv`` written by :func:`write_logs`, values as floats (NaN where empty);
+    ``ValueError`` naming the file for one that is not such a log (text, a cell that is not a
+    number, more cells than columns, no 'epoch' column)."""
     rows = []
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            rows.append({k: (float(v) if v not in ("", None) else math.nan) for k, v in row.items()})
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                rows.append({k: (float(v) if v not in ("", None) else math.nan)
+                             for k, v in row.items()})
+    except (csv.Error, ValueError, TypeError) as error:   # TypeError: extra cells (a list)
+        raise ValueError(f"{path}: not a training log written by mssincresnet "
+                         f"({str(error)[:100]})") from None
+    if rows and "epoch" not in rows[0]:
+        raise ValueError(f"{path}: not a training log written by mssincresnet (no epoch column)")
     return rows

@@ -14,7 +14,10 @@ paper's sizes, so prefer the clip model for long recordings).
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -22,10 +25,17 @@ from typing import Optional
 import numpy as np
 
 from .audio import Framing, load_audio
+from .config import MAX_CLIP_SAMPLES, MAX_FIXED_SAMPLES, SAMPLE_RATES, TIE_BREAKS, VOTES
 from .results import (FileResult, check_predict_arguments, classify_paths, emit_results,
                       file_result, print_summary, vote)
 
-__all__ = ["OnnxClassifier", "load_onnx_classifier", "classify_onnx", "command_predict_onnx"]
+__all__ = ["OnnxClassifier", "ONNX_IO", "load_onnx_classifier", "classify_onnx",
+           "command_predict_onnx"]
+
+#: The inputs and outputs of an exported model, by kind: what ``mssincresnet export`` names them
+#: and what this module feeds and reads.
+ONNX_IO = {"clips": (("clips",), ("logits",)),
+           "song": (("waveform",), ("logits", "mean_probability", "vote_shares", "majority"))}
 
 
 @dataclass
@@ -43,10 +53,20 @@ class OnnxClassifier:
     summary: str
     path: str
 
+    def run(self, outputs, feeds: dict) -> list:
+        """``session.run``; a model that fails on its own inputs (a damaged graph that still
+        loaded) is a ``ValueError`` naming the model, not onnxruntime's exception."""
+        try:
+            return self.session.run(outputs, feeds)
+        except Exception as error:          # onnxruntime raises its own types
+            raise ValueError(f"{self.path}: the ONNX model fails to run "
+                             f"({str(error).splitlines()[0][:200] if str(error) else error!r})") \
+                from None
+
     def song_decision(self, track: np.ndarray, vote_method: str, batch_size: int):
         """``(winner, vote_shares, mean_probabilities, clips)`` of one decoded track."""
         if self.kind == "song":
-            logits, mean, shares, majority = self.session.run(
+            logits, mean, shares, majority = self.run(
                 None, {"waveform": np.ascontiguousarray(track, dtype=np.float32)})
             winner = int(majority) if vote_method == "majority" else int(np.argmax(mean))
             return winner, shares.astype(np.float64), mean.astype(np.float64), len(logits)
@@ -54,7 +74,7 @@ class OnnxClassifier:
         probabilities = []
         for first in range(0, count, batch_size):
             clips = self.framing.clip_array(track, range(first, min(count, first + batch_size)))
-            (logits,) = self.session.run(["logits"], {"clips": clips})
+            (logits,) = self.run(["logits"], {"clips": clips})
             probabilities.append(_softmax(logits))
         winner, _, shares, mean = vote(np.concatenate(probabilities), vote_method, self.tie_break)
         return winner, shares, mean, count
@@ -86,20 +106,86 @@ def load_onnx_classifier(path, threads: Optional[int] = None) -> OnnxClassifier:
     if threads:
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     try:
-        session = onnxruntime.InferenceSession(str(path), options,
-                                               providers=["CPUExecutionProvider"])
+        # onnxruntime prints "EP Error ..." on stdout before it raises for a damaged model
+        with contextlib.redirect_stdout(io.StringIO()):
+            session = onnxruntime.InferenceSession(str(path), options,
+                                                   providers=["CPUExecutionProvider"])
     except Exception as error:    # onnxruntime raises its own types for unreadable models
-        raise ValueError(f"{path}: not a readable ONNX model ({str(error).splitlines()[0]})") \
-            from None
-    meta = session.get_modelmeta().custom_metadata_map
-    if meta.get("format") != "sincfb-genre-export/1":
-        raise ValueError(f"{path}: an ONNX model, but not one written by 'mssincresnet export' "
-                         "(its metadata lacks the classes and audio settings)")
-    framing = Framing(int(meta["clip_samples"]), int(meta["hop_samples"]),
-                      _optional_int(meta["lookback_samples"]), float(meta["audio_scale"]))
-    return OnnxClassifier(session, meta["kind"], json.loads(meta["classes"]),
-                          int(meta["sample_rate"]), framing, _optional_int(meta["fixed_samples"]),
-                          meta["vote"], meta["tie_break"], meta.get("summary", ""), str(path))
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path}: not a readable ONNX model ({detail})") from None
+    try:
+        meta = session.get_modelmeta().custom_metadata_map
+        if meta.get("format") != "sincfb-genre-export/1":
+            raise ValueError(f"{path}: an ONNX model, but not one written by 'mssincresnet "
+                             "export' (its metadata lacks the classes and audio settings)")
+        recipe = _recipe(meta, path)
+        _check_graph(session, recipe, path)
+    except UnicodeDecodeError as error:     # names or metadata damaged into invalid UTF-8
+        raise ValueError(f"{path}: a damaged ONNX model (its names or metadata are not UTF-8 "
+                         f"text: byte 0x{error.object[error.start]:02x})") from None
+    framing = Framing(recipe["clip_samples"], recipe["hop_samples"], recipe["lookback_samples"],
+                      recipe["audio_scale"])
+    summary = "".join(c if c.isprintable() else " " for c in meta.get("summary", "")[:2000])
+    return OnnxClassifier(session, recipe["kind"], recipe["classes"], recipe["sample_rate"],
+                          framing, recipe["fixed_samples"], recipe["vote"], recipe["tie_break"],
+                          summary, str(path))
+
+
+def _recipe(meta: dict, path: Path) -> dict:
+    """The recipe an exported model's metadata records, parsed and checked: every value comes
+    from the file and sizes what this module allocates (a clip of ``clip_samples``, a track of
+    ``fixed_samples``), so each must lie in the range the trainer allows."""
+    try:
+        recipe = {"kind": meta["kind"], "classes": json.loads(meta["classes"]),
+                  "sample_rate": int(meta["sample_rate"]),
+                  "clip_samples": int(meta["clip_samples"]),
+                  "hop_samples": int(meta["hop_samples"]),
+                  "lookback_samples": _optional_int(meta["lookback_samples"]),
+                  "audio_scale": float(meta["audio_scale"]),
+                  "fixed_samples": _optional_int(meta["fixed_samples"]), "vote": meta["vote"],
+                  "tie_break": meta["tie_break"]}
+    except (KeyError, ValueError, RecursionError) as error:
+        raise ValueError(f"{path}: its sincfb metadata is incomplete or damaged "
+                         f"({type(error).__name__}: {str(error)[:80]})") from None
+    r = recipe
+    valid = {"kind": r["kind"] in ONNX_IO,
+             "classes": isinstance(r["classes"], list) and len(r["classes"]) > 0 and all(
+                 isinstance(c, str) and 0 < len(c) <= 200 and c.isprintable()
+                 for c in r["classes"]),
+             "sample_rate": SAMPLE_RATES[0] <= r["sample_rate"] <= SAMPLE_RATES[1],
+             "clip_samples": 1 <= r["clip_samples"] <= MAX_CLIP_SAMPLES,
+             "hop_samples": r["hop_samples"] >= 1,
+             "lookback_samples": r["lookback_samples"] is None
+                                 or 0 <= r["lookback_samples"] < r["clip_samples"],
+             "audio_scale": math.isfinite(r["audio_scale"]) and r["audio_scale"] > 0,
+             "fixed_samples": r["fixed_samples"] is None
+                              or 1 <= r["fixed_samples"] <= MAX_FIXED_SAMPLES,
+             "vote": r["vote"] in VOTES, "tie_break": r["tie_break"] in TIE_BREAKS}
+    for key, ok in valid.items():
+        if not ok:
+            raise ValueError(f"{path}: its metadata holds an invalid {key} "
+                             f"({str(meta.get(key))[:60]!r})")
+    return recipe
+
+
+def _check_graph(session, recipe: dict, path: Path) -> None:
+    """``ValueError`` unless the graph has the inputs and outputs of its kind, and, where its
+    shapes are fixed, the clip length and class count its metadata records."""
+    inputs, outputs = ONNX_IO[recipe["kind"]]
+    graph_inputs = {i.name: i.shape for i in session.get_inputs()}
+    graph_outputs = {o.name: o.shape for o in session.get_outputs()}
+    if list(graph_inputs) != list(inputs) or not set(outputs) <= set(graph_outputs):
+        raise ValueError(f"{path}: a {recipe['kind']} model takes {list(inputs)} and gives "
+                         f"{list(outputs)}; this one takes {list(graph_inputs)[:4]} and gives "
+                         f"{list(graph_outputs)[:4]}")
+    fixed = {"clips": (graph_inputs[inputs[0]], -1, recipe["clip_samples"], "clip length"),
+             "logits": (graph_outputs["logits"], -1, len(recipe["classes"]), "class count")}
+    for name, (shape, axis, want, what) in fixed.items():
+        if name == "clips" and recipe["kind"] != "clips":
+            continue
+        got = shape[axis] if shape else None
+        if isinstance(got, int) and got != want:
+            raise ValueError(f"{path}: its metadata says {what} {want}, its graph {got}")
 
 
 def classify_onnx(paths, model, batch_size: int = 32, vote: Optional[str] = None,

@@ -289,7 +289,9 @@ def plot_training_curves(log_csv_path, path) -> Path:
     style = {"marker": "o", "markersize": 4} if len(rows) <= 40 else {}
     figure = _new_figure("curves")
     loss_ax, acc_ax, lr_ax = figure.subplots(1, 3)
-    loss_ax.plot(epochs, _series(rows, "train_loss"), color="tab:red", label="training", **style)
+    loss = _series(rows, "train_loss")
+    if loss is not None:              # a log from elsewhere may lack a column: draw what it has
+        loss_ax.plot(epochs, loss, color="tab:red", label="training", **style)
     loss_ax.set(title="loss", ylabel="cross-entropy")
     for key, label in (("train_clip_accuracy", "training (clips)"),
                        ("valid_clip_accuracy", "validation (clips)"),
@@ -298,7 +300,9 @@ def plot_training_curves(log_csv_path, path) -> Path:
         if values is not None:
             acc_ax.plot(epochs, values, label=label, **style)
     acc_ax.set(title="accuracy", ylabel="accuracy", ylim=(0, 1.02))
-    lr_ax.plot(epochs, _series(rows, "lr"), color="tab:gray", drawstyle="steps-mid", **style)
+    rates = _series(rows, "lr")
+    if rates is not None:
+        lr_ax.plot(epochs, rates, color="tab:gray", drawstyle="steps-mid", **style)
     lr_ax.set(title="learning rate", ylabel="learning rate", yscale="log")
     for axis in (loss_ax, acc_ax, lr_ax):
         axis.set_xlabel("epoch")
@@ -312,20 +316,42 @@ def plot_training_curves(log_csv_path, path) -> Path:
 # ------------------------------------------------------------------------------ confusion
 def _confusion_scores(scores: dict) -> dict:
     """The score dict holding 'confusion' (an evaluation's, or a training report's 'test')."""
-    if "confusion" in scores:
+    if isinstance(scores, dict) and "confusion" in scores:
         return scores
-    if isinstance(scores.get("test"), dict) and "confusion" in scores["test"]:
+    if isinstance(scores, dict) and isinstance(scores.get("test"), dict) and \
+            "confusion" in scores["test"]:
         return scores["test"]
     raise ValueError("no confusion matrix here: expected the scores of an evaluation "
                      "(keys 'confusion', 'classes') or a training report with 'test'")
+
+
+# The most classes a confusion figure draws: one label and count per cell stays legible, and a
+# report's numbers cannot make it draw a million cells.
+MAX_CONFUSION_CLASSES = 100
+
+
+def _confusion_matrix(scores: dict) -> tuple[np.ndarray, list]:
+    """``(counts (n, n) int64, n class names)`` of a score dict; ``ValueError`` for anything
+    else (a report is a file a user may have edited or received)."""
+    confusion = scores["confusion"]
+    n = len(confusion) if isinstance(confusion, list) else 0
+    if not 1 <= n <= MAX_CONFUSION_CLASSES or not all(
+            isinstance(row, list) and len(row) == n and all(
+                type(c) is int and 0 <= c < 2 ** 62 for c in row) for row in confusion):
+        raise ValueError(f"the confusion matrix must be a square table of song counts with 1 to "
+                         f"{MAX_CONFUSION_CLASSES} rows")
+    classes = scores.get("classes") or [str(i) for i in range(n)]
+    if not isinstance(classes, list) or len(classes) != n or not all(
+            isinstance(c, str) and len(c) <= 200 for c in classes):
+        raise ValueError(f"the class names must be a list of {n} names, one per matrix row")
+    return np.asarray(confusion, dtype=np.int64), classes
 
 
 def plot_confusion(scores_dict: dict, path) -> Path:
     """Draw the confusion matrix (rows: true class, columns: predicted) with class names and song
     counts; colours are row fractions, so classes of different sizes compare. Returns the path."""
     scores = _confusion_scores(scores_dict)
-    counts = np.asarray(scores["confusion"], dtype=np.int64)
-    classes = list(scores.get("classes") or range(len(counts)))
+    counts, classes = _confusion_matrix(scores)
     fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     figure = _new_figure("confusion")
     axis = figure.subplots()
@@ -339,7 +365,7 @@ def plot_confusion(scores_dict: dict, path) -> Path:
     axis.set_yticks(ticks, classes)
     axis.set(xlabel="predicted genre", ylabel="true genre")
     title = "confusion matrix (songs)"
-    if "song_accuracy" in scores:
+    if isinstance(scores.get("song_accuracy"), (int, float)):
         title += f": accuracy {scores['song_accuracy']:.3f} over {int(counts.sum())} songs"
     axis.set_title(title)
     figure.colorbar(shown, ax=axis, label="fraction of the true genre's songs", shrink=0.8)
@@ -376,6 +402,11 @@ def command_plot(args) -> int:
         report = Path(args.report)
         if not report.is_file():
             raise FileNotFoundError(f"{report}: no such report")
-        out = plot_confusion(json.loads(report.read_text()), args.out)
+        try:
+            out = plot_confusion(json.loads(report.read_bytes().decode("utf-8")), args.out)
+        except (ValueError, RecursionError) as error:   # RecursionError: JSON nested too deep
+            raise ValueError(f"{report}: not a usable report "
+                             f"({str(error).splitlines()[0][:200] if str(error) else 'nested'})") \
+                from None
     print(f"wrote {out}", file=sys.stderr)
     return 0

@@ -1,6 +1,7 @@
 """Model registry, factory and the compact configuration used for CPU work, demos and tests."""
 from __future__ import annotations
 
+import inspect
 from types import MappingProxyType
 from typing import Any
 
@@ -70,5 +71,12 @@ def compact_config(name: str = "mssincresnet") -> dict[str, Any]:
 
 def build_model(name: str, num_classes: int, **kwargs) -> nn.Module:
     """Build model ``name`` (see :data:`MODELS`) with ``num_classes`` outputs; ``kwargs`` go to its
-    constructor (e.g. ``**compact_config(name)`` for the compact configuration)."""
-    return MODELS[canonical_name(name)](num_classes, **kwargs)
+    constructor (e.g. ``**compact_config(name)`` for the compact configuration). A keyword the
+    constructor does not take is a ``ValueError`` (settings come from files), not a TypeError."""
+    model = MODELS[canonical_name(name)]
+    accepted = inspect.signature(model).parameters
+    unknown = sorted(str(key) for key in kwargs if key not in accepted)
+    if unknown:
+        raise ValueError(f"{model.__name__} has no setting {unknown[0][:60]!r}; it takes "
+                         f"{[key for key in accepted if key != 'num_classes']}")
+    return model(num_classes, **kwargs)

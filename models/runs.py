@@ -142,7 +142,7 @@ def splits_from_checkpoint(state: dict, corpus_names, source: str = "the checkpo
     by_name = {name: index for index, name in enumerate(corpus_names)}
     stored = state.get("split_names")
     if stored is None:          # a checkpoint from before track names were stored
-        return {split: np.asarray(indices, dtype=np.int64)
+        return {split: _positions(indices, len(by_name), source)
                 for split, indices in state["splits"].items()}
     splits, missing = {}, []
     for split, names in stored.items():
@@ -153,6 +153,15 @@ def splits_from_checkpoint(state: dict, corpus_names, source: str = "the checkpo
             f"{len(missing)} song(s) of the splits in {source} are not in the dataset now "
             f"(first: {missing[0]!r}); the run can only continue on the data it started with")
     return splits
+
+
+def _positions(indices, count: int, source: str) -> np.ndarray:
+    """Track positions stored in a checkpoint, checked against a corpus of ``count`` tracks."""
+    positions = np.asarray(indices, dtype=np.int64)
+    if positions.size and not 0 <= positions.min() <= positions.max() < count:
+        raise RunFolderError(f"the split positions in {source} go beyond this dataset's {count} "
+                             "songs; the run can only continue on the data it started with")
+    return positions
 
 
 def evaluation_songs(state: dict, corpus_names, split: str, same_dataset: bool):
@@ -172,11 +181,12 @@ def evaluation_songs(state: dict, corpus_names, split: str, same_dataset: bool):
     stored = state.get("split_names")
     if stored is None:
         if split == "auto":
-            split = "test" if same_dataset and state["splits"]["test"] else "all"
+            split = "test" if same_dataset and state["splits"].get("test") else "all"
         if split != "all" and not same_dataset:
             raise RunFolderError(f"the checkpoint's {split} split is stored as positions in its "
                                  "own dataset only; evaluate it there, or use --split all")
-        return split, everything if split == "all" else np.asarray(state["splits"][split])
+        return split, everything if split == "all" else \
+            _positions(state["splits"].get(split, []), len(names), "the checkpoint")
     by_name = {name: index for index, name in enumerate(names)}
     chosen = "test" if split == "auto" else split
     found = np.array([by_name[n] for n in stored.get(chosen, []) if n in by_name], dtype=np.int64)
