@@ -63,8 +63,19 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
                        help="paper: the paper's text; authors: their released code (see README)")
     group.add_argument("--config", help="JSON or TOML file of training settings (flags override it)")
     group.add_argument("--model", help="mssincresnet (default), sincresnet, sincnet, melresnet")
-    group.add_argument("--compact", action="store_true",
-                       help="the small CPU configuration of the model (short clips, few filters)")
+    group.add_argument("--size", choices=("compact", "laptop", "paper"),
+                       help="model size: compact (demo and tests: 0.5-s clips, short filters), "
+                       "laptop (real music on a CPU: the paper's 3-s clips and 251/501/1001-tap "
+                       "filters, fewer filters and bins, a short schedule, cut-offs that learn), "
+                       "paper (the published sizes, for a GPU; default)")
+    group.add_argument("--compact", action="store_const", const="compact", dest="size",
+                       help="the same as --size compact")
+    group.add_argument("--cutoffs", choices=("decay", "learn", "freeze"),
+                       help="sinc cut-offs: decay (the recipes: one SGD group, weight decay), "
+                       "learn (own group, no weight decay, rate x --cutoff-lr-scale), freeze "
+                       "(kept at the mel initialisation)")
+    group.add_argument("--cutoff-lr-scale", type=float,
+                       help="with --cutoffs learn: the cut-offs' rate over the base rate")
     group.add_argument("--backend", help="sincfb backend for the sinc layers (default auto)")
     group.add_argument("--backbone", help="trunk initialisation: imagenet (default; torchvision's "
                        "weights, downloaded once), random, or a local resnet18 .pth file")
@@ -303,7 +314,7 @@ def _keys(text: str) -> tuple[str, ...]:
 
 def _settings_from_args(args) -> tuple[dict, set]:
     """The training settings this command line asks for (the recipe, then the --config file,
-    then the flags, then what --compact and --backend imply), and the keys it sets itself."""
+    then the flags, then what --size and --backend imply), and the keys it sets itself."""
     from .recipes import recipe_config
     from .config import TrainConfig
 
@@ -316,11 +327,14 @@ def _settings_from_args(args) -> tuple[dict, set]:
         if flag is not None and field != "model_kwargs":
             values[field] = None if flag is OFF else flag
             touched.add(field)
-    if args.compact:
+    if getattr(args, "size", None):
         before = dict(values)
-        _make_compact(values, args)
+        _apply_size(values, args, touched)
         touched |= {"model_kwargs", "sample_rate", "clip_seconds"}
         touched |= {key for key in values if values[key] != before[key]}
+        # 'size' is a record (the model_kwargs it implies are compared): an older run resumed
+        # with the flag that started it is the same run
+        touched.discard("size")
     if getattr(args, "backend", None):
         values["model_kwargs"] = {**values["model_kwargs"], "backend": args.backend}
         touched.add("model_kwargs")
@@ -341,15 +355,18 @@ def _explicit_settings(args) -> dict:
     return {key: values[key] for key in touched}
 
 
-def _make_compact(values: dict, args) -> None:
-    """The compact model and its short clips; the hop (unless given) becomes half a clip, and a
-    look-back (unless given) keeps its share of the clip."""
-    from . import compact_config
+def _apply_size(values: dict, args, touched: set) -> None:
+    """The model of size ``args.size`` and its clips; the hop (unless given) becomes half a clip,
+    a look-back (unless given) keeps its share of the clip, and the size's training settings
+    (:data:`models.registry.SIZE_SETTINGS`) apply where neither a flag nor --config sets them."""
+    from .registry import SIZE_SETTINGS, size_config
 
-    kwargs = compact_config(values["model"])
+    kwargs = size_config(values["model"], args.size)
+    values["size"] = args.size
+    values.update({k: v for k, v in SIZE_SETTINGS[args.size].items() if k not in touched})
     clip_seconds = kwargs.pop("clip_samples") / kwargs["sample_rate"]
     values["sample_rate"] = kwargs.pop("sample_rate")
-    if args.hop_seconds is None:
+    if args.hop_seconds is None and args.size != "paper":   # 'paper' keeps the recipe's hop
         values["hop_seconds"] = clip_seconds / 2
     if values["frame_lookback_seconds"] is not None and args.frame_lookback_seconds is None:
         values["frame_lookback_seconds"] *= clip_seconds / values["clip_seconds"]

@@ -12,11 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["TrainConfig", "TIE_BREAKS", "NOISES", "VOTES"]
+__all__ = ["TrainConfig", "TIE_BREAKS", "NOISES", "VOTES", "CUTOFFS", "CUTOFF_LR_SCALE"]
 
 TIE_BREAKS = ("probability", "lowest")   # majority-vote ties: higher mean probability, lowest index
 NOISES = ("gaussian", "uniform", "none")
 VOTES = ("majority", "mean")
+CUTOFFS = ("decay", "learn", "freeze")   # see models.cutoffs
+#: The cut-offs' rate over the base rate with cutoffs='learn', chosen from measured gradients
+#: (see models.cutoffs): it brings their relative step to the order of the trunk's.
+CUTOFF_LR_SCALE = 1000.0
 
 
 @dataclass
@@ -27,6 +31,7 @@ class TrainConfig:
     model: str = "mssincresnet"
     model_kwargs: dict = field(default_factory=dict)
     recipe: str = "paper"             # the recipe these settings started from (a record)
+    size: Optional[str] = None        # the model size (--size) they started from (a record)
     sample_rate: int = 16000
     clip_seconds: float = 3.0
     hop_seconds: float = 0.5
@@ -42,6 +47,8 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 1e-4
+    cutoffs: str = "decay"            # sinc cut-offs: 'decay' (as any weight), 'learn', 'freeze'
+    cutoff_lr_scale: float = CUTOFF_LR_SCALE   # with cutoffs='learn': their rate = lr x this
     gain: float = 0.1                 # amplitude x U[1 - gain, 1 + gain]
     noise_std: float = 0.02
     noise: str = "gaussian"           # 'gaussian', 'uniform' (U[-noise_std, noise_std]), 'none'
@@ -62,10 +69,11 @@ class TrainConfig:
 
     def __post_init__(self):
         for name, allowed in (("noise", NOISES), ("vote", VOTES), ("tie_break", TIE_BREAKS),
+                              ("cutoffs", CUTOFFS),
                               ("select_on", ("valid", "test"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("audio_scale", "clip_seconds", "hop_seconds"):
+        for name in ("audio_scale", "clip_seconds", "hop_seconds", "cutoff_lr_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.fixed_seconds is not None and not self.fixed_seconds > 0:
