@@ -20,7 +20,7 @@ VOTES = ("majority", "mean")
 CUTOFFS = ("decay", "learn", "freeze")   # see models.cutoffs
 #: The cut-offs' rate over the base rate with cutoffs='learn', chosen from measured gradients
 #: (see models.cutoffs): it brings their relative step to the order of the trunk's.
-CUTOFF_LR_SCALE = 1000.0
+CUTOFF_LR_SCALE = 1e5
 
 
 @dataclass
