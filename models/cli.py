@@ -10,6 +10,7 @@ import time
 import warnings
 from pathlib import Path
 
+from .config import CUTOFFS, SIZES
 from .datasets import DATASETS, KINDS
 
 __all__ = ["main", "build_parser"]
@@ -63,14 +64,14 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
                        help="paper: the paper's text; authors: their released code (see README)")
     group.add_argument("--config", help="JSON or TOML file of training settings (flags override it)")
     group.add_argument("--model", help="mssincresnet (default), sincresnet, sincnet, melresnet")
-    group.add_argument("--size", choices=("compact", "laptop", "paper"),
+    group.add_argument("--size", choices=SIZES,
                        help="model size: compact (demo and tests: 0.5-s clips, short filters), "
                        "laptop (real music on a CPU: the paper's 3-s clips and 251/501/1001-tap "
                        "filters, fewer filters and bins, a short schedule, cut-offs that learn), "
                        "paper (the published sizes, for a GPU; default)")
     group.add_argument("--compact", action="store_const", const="compact", dest="size",
                        help="the same as --size compact")
-    group.add_argument("--cutoffs", choices=("decay", "learn", "freeze"),
+    group.add_argument("--cutoffs", choices=CUTOFFS,
                        help="sinc cut-offs: decay (the recipes: one SGD group, weight decay), "
                        "learn (own group, no weight decay, rate x --cutoff-lr-scale), freeze "
                        "(kept at the mel initialisation)")

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from .config import SIZES
 from .melresnet import MelResNet
 from .mssincresnet import MSSincResNet, SincResNet
 from .sincnet import SincNet
@@ -49,8 +50,7 @@ LAPTOP = MappingProxyType({
     "hidden": 128,
 })
 
-#: ``--size``: the model sizes by name; 'paper' is every model's own defaults (the published sizes).
-SIZES = ("compact", "laptop", "paper")
+# ``SIZES`` names them; 'paper' is every model's own defaults (the published sizes)
 _SIZE_TABLES = {"compact": COMPACT, "laptop": LAPTOP}
 
 #: Training settings (:class:`models.config.TrainConfig` fields) a size brings besides the model:
@@ -61,7 +61,7 @@ SIZE_SETTINGS = MappingProxyType({
     "laptop": MappingProxyType({
         "backbone": "random", "cutoffs": "learn", "epochs": 15, "warmup_epochs": 1,
         "warmup_lr": 0.001, "halve_every": 5, "halve_from": 1, "lr": 0.01, "clips_per_song": 8,
-        "hop_seconds": 1.5, "vote": "mean"}),
+        "vote": "mean"}),
     "paper": MappingProxyType({}),
 })
 
