@@ -662,7 +662,8 @@ def command_demo(args) -> int:
                          seed=args.seed, device="cpu" if args.backend == "reference" else "auto",
                          # the demo's own schedule counts halvings from the end of its warm-up,
                          # and its trunk starts random: no download, the same run as ever
-                         halve_from=s["warmup_epochs"], backbone="random", recipe="demo")
+                         halve_from=s["warmup_epochs"], backbone="random", recipe="demo",
+                         size="compact")
     print("demo: the compact MS-SincResNet from a random trunk (no ImageNet weights, so it runs "
           "offline) on a synthetic corpus; the paper's and the authors' recipes are in the README")
     tracklist = synthetic_tracklist(s["songs_per_genre"], s["song_seconds"], seed=args.seed)
