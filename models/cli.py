@@ -70,7 +70,7 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
                        "filters, fewer filters and bins, a short schedule, cut-offs that learn), "
                        "paper (the published sizes, for a GPU; default)")
     group.add_argument("--compact", action="store_const", const="compact", dest="size",
-                       help="the same as --size compact")
+                       help="the same as --size compact (default: neither)")
     group.add_argument("--cutoffs", choices=CUTOFFS,
                        help="sinc cut-offs: decay (the recipes: one SGD group, weight decay), "
                        "learn (own group, no weight decay, rate x --cutoff-lr-scale), freeze "
