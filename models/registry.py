@@ -56,11 +56,14 @@ _SIZE_TABLES = {"compact": COMPACT, "laptop": LAPTOP}
 #: Training settings (:class:`models.config.TrainConfig` fields) a size brings besides the model:
 #: the laptop's short schedule for a random trunk, its clip sampling and song vote, and cut-offs
 #: that learn (models.cutoffs). The recipe keeps every other value; a flag overrides any of them.
+#: Sizing: a laptop epoch on ~130 training songs is 8 x 130 training clips and the validation
+#: songs' clips at a 1.5-s hop; a training step of 24 clips costs ~1 s on two idle cores, so 12
+#: epochs fit in the 30-minute budget with room for a slower CPU (README, "Which configuration").
 SIZE_SETTINGS = MappingProxyType({
     "compact": MappingProxyType({}),
     "laptop": MappingProxyType({
-        "backbone": "random", "cutoffs": "learn", "epochs": 15, "warmup_epochs": 1,
-        "warmup_lr": 0.001, "halve_every": 5, "halve_from": 1, "lr": 0.01, "clips_per_song": 8,
+        "backbone": "random", "cutoffs": "learn", "epochs": 12, "warmup_epochs": 1,
+        "warmup_lr": 0.001, "halve_every": 4, "halve_from": 1, "lr": 0.01, "clips_per_song": 8,
         "vote": "mean"}),
     "paper": MappingProxyType({}),
 })
