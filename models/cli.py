@@ -330,7 +330,7 @@ def _settings_from_args(args) -> tuple[dict, set]:
             touched.add(field)
     if getattr(args, "size", None):
         before = dict(values)
-        _apply_size(values, args, touched)
+        _apply_size(values, args.size, given=set(touched))
         touched |= {"model_kwargs", "sample_rate", "clip_seconds"}
         touched |= {key for key in values if values[key] != before[key]}
         # 'size' is a record (the model_kwargs it implies are compared): an older run resumed
@@ -356,20 +356,25 @@ def _explicit_settings(args) -> dict:
     return {key: values[key] for key in touched}
 
 
-def _apply_size(values: dict, args, touched: set) -> None:
-    """The model of size ``args.size`` and its clips; the hop (unless given) becomes half a clip,
-    a look-back (unless given) keeps its share of the clip, and the size's training settings
-    (:data:`models.registry.SIZE_SETTINGS`) apply where neither a flag nor --config sets them."""
+def _apply_size(values: dict, size: str, given: set) -> None:
+    """The model of ``size`` and its clips, and the size's training settings
+    (:data:`models.registry.SIZE_SETTINGS`). A setting the user ``given`` (a flag or the --config
+    file) is kept: ``--size compact --clip-seconds 3`` trains on 3-s clips. The hop (unless given)
+    becomes half a clip ('paper' keeps the recipe's), and a look-back (unless given) keeps its
+    share of the clip."""
     from .registry import SIZE_SETTINGS, size_config
 
-    kwargs = size_config(values["model"], args.size)
-    values["size"] = args.size
-    values.update({k: v for k, v in SIZE_SETTINGS[args.size].items() if k not in touched})
-    clip_seconds = kwargs.pop("clip_samples") / kwargs["sample_rate"]
-    values["sample_rate"] = kwargs.pop("sample_rate")
-    if args.hop_seconds is None and args.size != "paper":   # 'paper' keeps the recipe's hop
+    kwargs = size_config(values["model"], size)
+    size_clip = kwargs.pop("clip_samples") / kwargs["sample_rate"]
+    size_rate = kwargs.pop("sample_rate")
+    values["size"] = size
+    values.update({k: v for k, v in SIZE_SETTINGS[size].items() if k not in given})
+    clip_seconds = values["clip_seconds"] if "clip_seconds" in given else size_clip
+    if "sample_rate" not in given:
+        values["sample_rate"] = size_rate
+    if "hop_seconds" not in given and size != "paper":
         values["hop_seconds"] = clip_seconds / 2
-    if values["frame_lookback_seconds"] is not None and args.frame_lookback_seconds is None:
+    if values["frame_lookback_seconds"] is not None and "frame_lookback_seconds" not in given:
         values["frame_lookback_seconds"] *= clip_seconds / values["clip_seconds"]
     values["clip_seconds"] = clip_seconds
     values["model_kwargs"] = {**kwargs, **values["model_kwargs"]}

@@ -67,3 +67,9 @@ def test_every_model_builds_at_the_laptop_size_and_classifies_a_3s_clip(name):
     with torch.no_grad():
         logits = model(torch.randn(2, 48000))
     assert logits.shape == (2, 5) and torch.isfinite(logits).all()
+
+
+def test_a_clip_length_the_user_gives_is_kept():
+    config = cli_config("--size", "laptop", "--clip-seconds", "2")
+    assert config.clip_seconds == 2.0 and config.hop_seconds == 1.0
+    assert config.model_kwargs["kernel_sizes"] == (251, 501, 1001)
