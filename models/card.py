@@ -193,8 +193,8 @@ def _confusion_lines(split: str, scores: dict, classes: list) -> list[str]:
     return lines
 
 
-_TREATMENTS = {"decay": "trained like every weight (one SGD group, weight decay): they barely "
-                        "move", "learn": "trained in their own group, without weight decay",
+_TREATMENTS = {"decay": "trained like every weight (one SGD group, with weight decay)",
+               "learn": "trained in their own group, without weight decay",
                "freeze": "frozen at the mel initialisation"}
 
 

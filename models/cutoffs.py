@@ -1,6 +1,6 @@
 """How training treats the sinc cut-offs, and how far they have moved.
 
-The cut-offs ``low_hz_`` and ``band_hz_`` are parameters in Hz, hundreds to thousands in size,
+The cut-offs ``low_hz_`` and ``band_hz_`` are parameters in Hz, tens to thousands in size,
 whose gradients are tiny next to the trunk's: with one SGD parameter group at the recipe's rate
 they barely move, and weight decay (1e-4) pulls every band towards 0 Hz by the same factor. The
 ``cutoffs`` setting of :class:`models.config.TrainConfig` chooses:
@@ -26,8 +26,7 @@ from sincfb.filters import hz_to_mel
 
 from .config import CUTOFFS
 
-__all__ = ["cutoff_parameters", "parameter_groups", "cutoff_shift",
-           "shift_summary"]
+__all__ = ["cutoff_parameters", "parameter_groups", "cutoff_shift", "shift_summary"]
 
 
 def cutoff_parameters(model: nn.Module) -> list[nn.Parameter]:

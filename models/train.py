@@ -217,7 +217,13 @@ class Trainer:
             raise CheckpointError(f"{path}: holds a {state['config']['model']!r} model, not "
                                   f"{self.config.model!r}")
         load_model_state(self.model, state["model_state"], path)
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError:      # other parameter groups: the cut-offs were treated otherwise
+            raise CheckpointError(
+                f"{path}: its optimiser state was saved with cutoffs="
+                f"{state['config'].get('cutoffs', 'decay')!r}, not {self.config.cutoffs!r}; "
+                "resume with the cut-off treatment the run started with") from None
         self.epoch, self.step, self.partial = state["epoch"], state["step"], state["partial"]
         self.history, self.best = state["history"], state["best"]
         self.best_scores = state.get("best_scores", {})

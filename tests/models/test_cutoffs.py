@@ -236,3 +236,14 @@ def test_filterbank_figure_draws_start_end_and_shift():
     low_line, high_line = bottom.get_lines()[1:]
     np.testing.assert_allclose(low_line.get_ydata(), mel(low0 + 10.0) - mel(low0), atol=2e-3)
     np.testing.assert_allclose(high_line.get_ydata(), 0.0, atol=2e-3)
+
+
+def test_resuming_with_another_cutoff_treatment_is_a_clear_error(tmp_path):
+    from models.checkpoints import CheckpointError
+
+    train(laptop_config(cutoffs="learn"), tmp_path)
+    corpus = band_corpus()
+    splits = {"train": np.arange(len(corpus)), "valid": np.arange(0), "test": np.arange(0)}
+    with pytest.raises(CheckpointError, match="saved with cutoffs='learn', not 'freeze'"):
+        Trainer(laptop_config(cutoffs="freeze", epochs=2), corpus, splits, tmp_path,
+                progress=False, log=lambda *_: None, resume_from=tmp_path / "last.pt")
