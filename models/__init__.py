@@ -21,7 +21,8 @@ _EXPORTS = {
 }
 
 __all__ = ["MSSincResNet", "SincNet", "SincResNet", "MelResNet", "build_model", "MODELS",
-           "COMPACT", "compact_config", "LAPTOP", "SIZES", "size_config", "canonical_name", "count_parameters", "AudioClassifier",
+           "COMPACT", "compact_config", "LAPTOP", "SIZES", "size_config", "canonical_name",
+           "count_parameters", "AudioClassifier",
            "ResNetTrunk", "trunk_output_size", "BackboneWeightsUnavailable"]
 
 

@@ -87,7 +87,8 @@ def compact_config(name: str = "mssincresnet") -> dict[str, Any]:
 
 
 def size_config(name: str = "mssincresnet", size: str = "compact") -> dict[str, Any]:
-    """Constructor arguments (all but ``num_classes``) of model ``name`` at ``size`` (:data:`SIZES`).
+    """Constructor arguments (all but ``num_classes``) of model ``name`` at ``size`` (one of
+    :data:`SIZES`).
 
     'paper' is the model's own defaults with the paper's clip (3 s at 16 kHz). 'compact' and
     'laptop' give every model the same clips and sinc lengths; the ResNet models the same image
