@@ -3,7 +3,8 @@
 Every model takes clips of raw audio, (B, N) or (B, 1, N), and returns logits; each has
 ``representation(x)`` (the learned or fixed front-end output), ``embed(x)`` (the pooled feature
 the classifier reads) and ``classify(features)``. Defaults are the paper's sizes;
-``compact_config(name)`` gives the small configuration used on CPUs.
+``size_config(name, size)`` gives the ``compact`` (demos, tests) and ``laptop`` (real music on a
+CPU) configurations; ``compact_config(name)`` is the compact one.
 
 The names below are imported on first use, so that ``import models`` (and the command line's
 ``--help``) does not load torch.
@@ -14,12 +15,14 @@ _EXPORTS = {
     "AudioClassifier": "common", "count_parameters": "common", "MelResNet": "melresnet",
     "MSSincResNet": "mssincresnet", "SincResNet": "mssincresnet", "COMPACT": "registry",
     "MODELS": "registry", "build_model": "registry", "canonical_name": "registry",
-    "compact_config": "registry", "SincNet": "sincnet", "BackboneWeightsUnavailable": "trunk",
+    "compact_config": "registry", "LAPTOP": "registry", "SIZES": "registry",
+    "size_config": "registry", "SincNet": "sincnet", "BackboneWeightsUnavailable": "trunk",
     "ResNetTrunk": "trunk", "trunk_output_size": "trunk",
 }
 
 __all__ = ["MSSincResNet", "SincNet", "SincResNet", "MelResNet", "build_model", "MODELS",
-           "COMPACT", "compact_config", "canonical_name", "count_parameters", "AudioClassifier",
+           "COMPACT", "compact_config", "LAPTOP", "SIZES", "size_config", "canonical_name",
+           "count_parameters", "AudioClassifier",
            "ResNetTrunk", "trunk_output_size", "BackboneWeightsUnavailable"]
 
 

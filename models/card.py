@@ -4,7 +4,8 @@ Every checkpoint the trainer writes carries its card as JSON under ``card``, and
 gets a ``MODEL_CARD.md`` beside it. The card holds the model and its parameter count; the recipe
 and every value that differs from it; the dataset, its split and song counts; the classes in
 output order; song and clip accuracy on the validation (and, once the run has evaluated it, test)
-split with their confusion matrices; the trunk initialisation; seed, versions and git commit;
+split with their confusion matrices; the trunk initialisation; how the sinc cut-offs were trained
+and how far they moved from their mel initialisation; seed, versions and git commit;
 training time and device. Test scores exist only after training, so the run finishes the card of
 ``best.pt`` (file and checkpoint) with :func:`add_test_scores`.
 """
@@ -109,6 +110,17 @@ def _scores(scores: dict) -> dict:
                                          "confusion") if key in scores}
 
 
+def _front_end(config: TrainConfig, row: dict) -> dict:
+    """How the sinc cut-offs were treated (:mod:`models.cutoffs`) and, per bank, how far they
+    had moved from the mel initialisation after the card's epoch (empty without sinc layers)."""
+    from .cutoffs import shift_summary
+
+    treatment = {"cutoffs": config.cutoffs}
+    if config.cutoffs == "learn":
+        treatment["cutoff_lr_scale"] = config.cutoff_lr_scale
+    return {**treatment, "shift": shift_summary(row)}
+
+
 def build_card(*, config: TrainConfig, classes, dataset: str, split_sizes: dict,
                split_spec: Optional[dict], parameters: int, epoch: int, best: dict,
                history: list, scores: dict, device: str) -> dict:
@@ -134,7 +146,9 @@ def build_card(*, config: TrainConfig, classes, dataset: str, split_sizes: dict,
         "format": CARD_FORMAT,
         "model": {"name": config.model, "kwargs": config.model_kwargs, "parameters": parameters,
                   "spp": spp, "sample_rate": config.sample_rate,
-                  "clip_samples": config.clip_samples, "hop_samples": config.hop_samples},
+                  "clip_samples": config.clip_samples, "hop_samples": config.hop_samples,
+                  "size": config.size},
+        "front_end": _front_end(config, row),
         "recipe": {"name": config.recipe, "compared_with": base, "differences": differences},
         "data": {"dataset": dataset, "songs": sum(split_sizes.values()), "splits": split_sizes,
                  "split": split_spec, "classes": list(classes)},
@@ -229,6 +243,27 @@ def _time_line(training: dict) -> str:
     return (f"{training['wall_seconds']:.0f} s wall time over the epochs (training, "
             f"evaluation), {training['step_seconds']:.0f} s of it in training steps")
 
+
+_TREATMENTS = {"decay": "trained like every weight (one SGD group, with weight decay)",
+               "learn": "trained in their own group, without weight decay",
+               "freeze": "frozen at the mel initialisation"}
+
+
+def _front_end_lines(front_end: Optional[dict]) -> list[str]:
+    """The card's sinc cut-off section: their treatment and each bank's shift."""
+    if not front_end or not front_end["shift"]:
+        return []
+    rate = (f", at {front_end['cutoff_lr_scale']:g} x the base rate"
+            if "cutoff_lr_scale" in front_end else "")
+    lines = ["", "## Sinc cut-offs", "", f"Cut-offs {_TREATMENTS[front_end['cutoffs']]}{rate}. "
+             "How far they are from their mel initialisation (both edges of every filter):", "",
+             "| bank | mean shift (Hz) | max shift (Hz) | mean shift (mel) | max shift (mel) |",
+             "|---|---:|---:|---:|---:|"]
+    lines += [f"| {bank} | {s['mean_hz']:.2f} | {s['max_hz']:.2f} | {s['mean_mel']:.2f} | "
+              f"{s['max_mel']:.2f} |" for bank, s in front_end["shift"].items()]
+    return lines
+
+
 def card_markdown(card: dict, checkpoint: str = "best.pt") -> str:
     """``MODEL_CARD.md``: the card of ``checkpoint`` as markdown."""
     model, data, training, recipe = card["model"], card["data"], card["training"], card["recipe"]
@@ -244,7 +279,9 @@ def card_markdown(card: dict, checkpoint: str = "best.pt") -> str:
         ("parameters", f"{model['parameters']:,}"),
         ("input", f"clips of {model['clip_samples']} samples at {model['sample_rate']} Hz, hop "
                   f"{model['hop_samples']} samples"),
+        ("size", model.get("size") or "as given by the settings"),
         ("trunk initialisation", card["trunk"] or "none: the model has no ResNet trunk")])
+    lines += _front_end_lines(card.get("front_end"))
     lines += ["", "## Data", ""]
     lines += _table([
         ("dataset", data["dataset"]),

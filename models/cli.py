@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from .card import describe_split
+from .config import CUTOFFS, SIZES
 from .datasets import DATASETS, KINDS
 
 __all__ = ["main", "build_parser"]
@@ -71,9 +72,19 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
                        help="paper: the paper's text; authors: their released code (see README)")
     group.add_argument("--config", help="JSON or TOML file of training settings (flags override it)")
     group.add_argument("--model", help="mssincresnet (default), sincresnet, sincnet, melresnet")
-    group.add_argument("--compact", action="store_true",
-                       help="the small CPU configuration of the model (few filters, 0.5-s clips "
-                       "and a 0.25-s hop unless --clip-seconds / --hop-seconds are given)")
+    group.add_argument("--size", choices=SIZES,
+                       help="model size: compact (demo and tests: 0.5-s clips, short filters), "
+                       "laptop (real music on a CPU: the paper's 3-s clips and 251/501/1001-tap "
+                       "filters, fewer filters and bins, a short schedule, cut-offs that learn), "
+                       "paper (the published sizes, for a GPU; default)")
+    group.add_argument("--compact", action="store_const", const="compact", dest="size",
+                       help="the same as --size compact (default: neither)")
+    group.add_argument("--cutoffs", choices=CUTOFFS,
+                       help="sinc cut-offs: decay (the recipes: one SGD group, weight decay), "
+                       "learn (own group, no weight decay, rate x --cutoff-lr-scale), freeze "
+                       "(kept at the mel initialisation)")
+    group.add_argument("--cutoff-lr-scale", type=float,
+                       help="with --cutoffs learn: the cut-offs' rate over the base rate")
     group.add_argument("--backend", help="sincfb backend for the sinc layers (default auto)")
     group.add_argument("--backbone", help="trunk initialisation: imagenet (default; torchvision's "
                        "weights, downloaded once), random, or a local resnet18 .pth file")
@@ -313,7 +324,7 @@ def _keys(text: str) -> tuple[str, ...]:
 
 def _settings_from_args(args) -> tuple[dict, set]:
     """The training settings this command line asks for (the recipe, then the --config file,
-    then the flags, then what --compact and --backend imply), and the keys it sets itself."""
+    then the flags, then what --size and --backend imply), and the keys it sets itself."""
     from .recipes import recipe_config
     from .config import TrainConfig
 
@@ -327,11 +338,14 @@ def _settings_from_args(args) -> tuple[dict, set]:
     # as in Python, a clip length of one's own keeps the recipe's look-back share of the clip
     values = {**recipe_config(recipe, **given).to_dict(), "recipe": recipe}
     touched = set(given) | ({"recipe"} if args.recipe else set())
-    if args.compact:
+    if getattr(args, "size", None):
         before = dict(values)
-        _make_compact(values, given=set(touched))
+        _apply_size(values, args.size, given=set(touched))
         touched |= {"model_kwargs", "sample_rate", "clip_seconds"}
         touched |= {key for key in values if values[key] != before[key]}
+        # 'size' is a record (the model_kwargs it implies are compared): an older run resumed
+        # with the flag that started it is the same run
+        touched.discard("size")
     if getattr(args, "backend", None):
         values["model_kwargs"] = {**values["model_kwargs"], "backend": args.backend}
         touched.add("model_kwargs")
@@ -352,19 +366,23 @@ def _explicit_settings(args) -> dict:
     return {key: values[key] for key in touched}
 
 
-def _make_compact(values: dict, given: set) -> None:
-    """The compact model and its short clips. A setting the user ``given`` (a flag or the
-    --config file) is kept: ``--compact --clip-seconds 3`` trains on 3-s clips. The hop (unless
-    given) becomes half a clip, and a look-back (unless given) keeps its share of the clip."""
-    from . import compact_config
+def _apply_size(values: dict, size: str, given: set) -> None:
+    """The model of ``size`` and its clips, and the size's training settings
+    (:data:`models.registry.SIZE_SETTINGS`). A setting the user ``given`` (a flag or the --config
+    file) is kept: ``--size compact --clip-seconds 3`` trains on 3-s clips. The hop (unless given)
+    becomes half a clip ('paper' keeps the recipe's), and a look-back (unless given) keeps its
+    share of the clip."""
+    from .registry import SIZE_SETTINGS, size_config
 
-    kwargs = compact_config(values["model"])
-    compact_clip = kwargs.pop("clip_samples") / kwargs["sample_rate"]
-    compact_rate = kwargs.pop("sample_rate")
-    clip_seconds = values["clip_seconds"] if "clip_seconds" in given else compact_clip
+    kwargs = size_config(values["model"], size)
+    size_clip = kwargs.pop("clip_samples") / kwargs["sample_rate"]
+    size_rate = kwargs.pop("sample_rate")
+    values["size"] = size
+    values.update({k: v for k, v in SIZE_SETTINGS[size].items() if k not in given})
+    clip_seconds = values["clip_seconds"] if "clip_seconds" in given else size_clip
     if "sample_rate" not in given:
-        values["sample_rate"] = compact_rate
-    if "hop_seconds" not in given:
+        values["sample_rate"] = size_rate
+    if "hop_seconds" not in given and size != "paper":
         values["hop_seconds"] = clip_seconds / 2
     if values["frame_lookback_seconds"] is not None and "frame_lookback_seconds" not in given:
         values["frame_lookback_seconds"] *= clip_seconds / values["clip_seconds"]
@@ -748,7 +766,8 @@ def command_demo(args) -> int:
                          seed=args.seed, device="cpu" if args.backend == "reference" else "auto",
                          # the demo's own schedule counts halvings from the end of its warm-up,
                          # and its trunk starts random: no download, the same run as ever
-                         halve_from=s["warmup_epochs"], backbone="random", recipe="demo")
+                         halve_from=s["warmup_epochs"], backbone="random", recipe="demo",
+                         size="compact")
     print("demo: the compact MS-SincResNet from a random trunk (no ImageNet weights, so it runs "
           "offline) on a synthetic corpus; the paper's and the authors' recipes are in the README")
     tracklist = synthetic_tracklist(s["songs_per_genre"], s["song_seconds"], seed=args.seed)

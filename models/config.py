@@ -14,11 +14,19 @@ from pathlib import Path
 from typing import Optional
 
 __all__ = ["TrainConfig", "TIE_BREAKS", "NOISES", "VOTES", "SAMPLE_RATES", "MAX_CLIP_SAMPLES",
-           "MAX_FIXED_SAMPLES"]
+           "MAX_FIXED_SAMPLES", "CUTOFFS", "CUTOFF_LR_SCALE", "SIZES"]
 
 TIE_BREAKS = ("probability", "lowest")   # majority-vote ties: higher mean probability, lowest index
 NOISES = ("gaussian", "uniform", "none")
 VOTES = ("majority", "mean")
+CUTOFFS = ("decay", "learn", "freeze")   # see models.cutoffs
+SIZES = ("compact", "laptop", "paper")   # --size; see models.registry
+#: The cut-offs' rate over the base rate with cutoffs='learn'. Measured on the laptop-size
+#: MS-SincResNet from a random trunk, the cut-offs' |grad| / |param| is ~4e5 times smaller than
+#: the trunk convolutions'; 1e5 brings their relative step within a factor of 4 of the trunk's,
+#: under it because the lowest filters, whose cut-offs are the smallest numbers, get the largest
+#: gradients (see README, "Sinc cut-offs").
+CUTOFF_LR_SCALE = 1e5
 #: The sample rates, in Hz, of audio files and models: below, upsampling to a model's rate would
 #: multiply a track's size by a number read from a file; above, no recording format goes
 #: (768 kHz is the highest rate converters offer).
@@ -51,6 +59,7 @@ class TrainConfig:
     model: str = "mssincresnet"
     model_kwargs: dict = field(default_factory=dict)
     recipe: str = "paper"             # the recipe these settings started from (a record)
+    size: Optional[str] = None        # the model size (--size) they started from (a record)
     sample_rate: int = 16000
     clip_seconds: float = 3.0
     hop_seconds: float = 0.5
@@ -66,6 +75,8 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 1e-4
+    cutoffs: str = "decay"            # sinc cut-offs: 'decay' (as any weight), 'learn', 'freeze'
+    cutoff_lr_scale: float = CUTOFF_LR_SCALE   # with cutoffs='learn': their rate = lr x this
     gain: float = 0.1                 # amplitude x U[1 - gain, 1 + gain]
     noise_std: float = 0.02
     noise: str = "gaussian"           # 'gaussian', 'uniform' (U[-noise_std, noise_std]), 'none'
@@ -88,10 +99,11 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             self.check_value(f.name, getattr(self, f.name))
         for name, allowed in (("noise", NOISES), ("vote", VOTES), ("tie_break", TIE_BREAKS),
+                              ("cutoffs", CUTOFFS),
                               ("select_on", ("valid", "test"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("audio_scale", "clip_seconds", "hop_seconds"):
+        for name in ("audio_scale", "clip_seconds", "hop_seconds", "cutoff_lr_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.fixed_seconds is not None and not self.fixed_seconds > 0:

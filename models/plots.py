@@ -1,7 +1,7 @@
 """Figures of a trained genre classifier, written as PNG files, and the ``mssincresnet plot`` command.
 
-- :func:`plot_filterbank`: every sinc bank's learned cut-offs against their mel initialisation, and
-  the filters' frequency responses;
+- :func:`plot_filterbank`: every sinc bank's learned cut-offs against their mel initialisation,
+  the shift of every cut-off, and the filters' frequency responses;
 - :func:`plot_representation`: one clip's three learned 2D representations beside its log-Mel
   spectrogram (the paper's Fig. 4);
 - :func:`plot_training_curves`: loss, accuracies and learning rate per epoch (the paper's Fig. 5);
@@ -31,7 +31,7 @@ __all__ = ["plot_filterbank", "plot_representation", "plot_training_curves", "pl
 
 DPI = 100
 #: Figure sizes in inches; every PNG is exactly (width * DPI, height * DPI) pixels.
-FIGURE_INCHES = {"filterbank": (15.0, 11.0), "representation": (14.0, 8.0),
+FIGURE_INCHES = {"filterbank": (15.0, 14.0), "representation": (14.0, 8.0),
                  "curves": (15.0, 4.5), "confusion": (8.5, 7.5)}
 RESPONSE_FFT = 2048          # rfft length of the frequency responses: fs/2048 Hz resolution
 RESPONSE_FLOOR_DB = -60.0    # responses are drawn down to this level below each filter's peak
@@ -94,20 +94,45 @@ def _responses_db(layer) -> tuple[np.ndarray, np.ndarray]:
     return freqs, np.maximum(db, RESPONSE_FLOOR_DB)
 
 
-def _draw_cutoffs(axis, name: str, layer) -> None:
-    low, high = (t.numpy() for t in layer.cutoffs_hz())
+def _edges_hz(layer) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(low, high, initial low, initial high)`` cut-offs of ``layer`` in Hz, (K,) each."""
+    low, high = (t.double().numpy() for t in layer.cutoffs_hz())
     init_low, init_high = (t.numpy() for t in layer.initial_cutoffs_hz())
+    return low, high, init_low, init_high
+
+
+def _draw_cutoffs(axis, name: str, layer) -> None:
+    """The mel initialisation as a grey band (start), the learned edges as blue lines with
+    markers (end); the title gives the mean and largest shift."""
+    low, high, init_low, init_high = _edges_hz(layer)
     k = np.arange(len(low))
-    axis.fill_between(k, low, high, color="tab:blue", alpha=0.35, linewidth=0, label="learned band")
-    axis.plot(k, low, color="tab:blue", linewidth=1.0)
-    axis.plot(k, high, color="tab:blue", linewidth=1.0)
-    axis.plot(k, init_low, "k--", linewidth=0.9, label="mel initialisation")
-    axis.plot(k, init_high, "k--", linewidth=0.9)
+    axis.fill_between(k, init_low, init_high, color="0.6", alpha=0.45, linewidth=0,
+                      label="start: mel initialisation")
+    axis.plot(k, low, color="tab:blue", linewidth=1.0, marker=".", markersize=3,
+              label="end: learned low / high cut-off")
+    axis.plot(k, high, color="tab:blue", linewidth=1.0, marker=".", markersize=3)
     axis.set_ylim(max(20.0, min(low.min(), init_low.min()) * 0.8), layer.sample_rate / 2)
     _mel_axis(axis, "y")
-    axis.set(title=f"{name}: {len(low)} filters of {layer.kernel_size} taps",
+    shift = np.abs(np.concatenate([low - init_low, high - init_high]))
+    axis.set(title=f"{name}: {len(low)} filters of {layer.kernel_size} taps\n"
+                   f"cut-offs moved {shift.mean():.3g} Hz on average, at most {shift.max():.3g} Hz",
              xlabel="filter index", ylabel="cut-off frequency (Hz, mel scale)")
     axis.legend(loc="upper left", fontsize=9)
+
+
+def _draw_shifts(axis, layer) -> None:
+    """Every cut-off's shift from its mel initialisation, in mel (0: it never moved)."""
+    low, high, init_low, init_high = _edges_hz(layer)
+    k = np.arange(len(low))
+    axis.axhline(0.0, color="0.4", linewidth=0.8)
+    axis.plot(k, hz_to_mel(low) - hz_to_mel(init_low), color="tab:blue", marker=".",
+              linewidth=1.0, label="low cut-off")
+    axis.plot(k, hz_to_mel(high) - hz_to_mel(init_high), color="tab:orange", marker=".",
+              linewidth=1.0, label="high cut-off")
+    axis.set(title="shift from the mel initialisation (end - start)", xlabel="filter index",
+             ylabel="shift (mel)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="upper left")
 
 
 def _draw_response_map(axis, freqs: np.ndarray, db: np.ndarray):
@@ -137,19 +162,22 @@ def _draw_response_curves(axis, freqs: np.ndarray, db: np.ndarray) -> None:
 
 def plot_filterbank(model_or_checkpoint, path) -> Path:
     """Draw every sinc bank of a model (or a checkpoint path): learned cut-offs against the mel
-    initialisation (top), all filters' frequency responses in dB (middle), six of them as curves
-    (bottom). One column per bank. Returns the PNG path."""
+    initialisation (top), each cut-off's shift in mel (second row), all filters' frequency
+    responses in dB (third), six of them as curves (bottom). One column per bank. Returns the PNG
+    path."""
     layers = list(sinc_layers(_as_model(model_or_checkpoint)))
     if not layers:
         raise ValueError("this model has no sinc filterbank to draw")
     figure = _new_figure("filterbank")
-    axes = figure.subplots(3, len(layers), squeeze=False)
+    axes = figure.subplots(4, len(layers), squeeze=False,
+                           gridspec_kw={"height_ratios": (1.2, 0.7, 1.0, 1.0)})
     for column, (name, layer) in enumerate(layers):
         _draw_cutoffs(axes[0, column], name, layer)
+        _draw_shifts(axes[1, column], layer)
         freqs, db = _responses_db(layer)
-        mesh = _draw_response_map(axes[1, column], freqs, db)
-        _draw_response_curves(axes[2, column], freqs, db)
-    figure.colorbar(mesh, ax=axes[1, :].tolist(), label="dB re. each filter's peak", pad=0.01)
+        mesh = _draw_response_map(axes[2, column], freqs, db)
+        _draw_response_curves(axes[3, column], freqs, db)
+    figure.colorbar(mesh, ax=axes[2, :].tolist(), label="dB re. each filter's peak", pad=0.01)
     figure.suptitle("Learned sinc filterbanks", fontsize=14)
     return _save(figure, path)
 

@@ -73,6 +73,9 @@ SETTINGS = (
     Setting("nesterov", "Nesterov momentum", "paper: Nesterov", True, "main.py: `nesterov=True`"),
     Setting("weight_decay", "weight decay", "paper: 1e-4", 1e-4,
             "main.py: `weight_decay=1e-04`"),
+    Setting("cutoffs", "sinc cut-offs", "paper: learned with every other weight (one SGD group, "
+            "weight decay); `learn` and `freeze` are options", "decay",
+            "main.py: `optim.SGD(model.parameters(), ..., weight_decay=1e-04)`"),
     Setting("gain", "amplitude x U[1 - g, 1 + g]", "paper: U[0.9, 1.1]", 0.1,
             "dataloader.py `transform`: `rand * 0.2 + 0.9`, one per clip"),
     Setting("noise", "additive noise", "paper: Gaussian", "uniform",

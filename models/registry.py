@@ -1,4 +1,5 @@
-"""Model registry, factory and the compact configuration used for CPU work, demos and tests."""
+"""Model registry, factory and the model sizes: ``compact`` (demos and tests), ``laptop`` (real
+music on a CPU) and ``paper`` (the published sizes, for a GPU)."""
 from __future__ import annotations
 
 import inspect
@@ -7,11 +8,13 @@ from typing import Any
 
 from torch import nn
 
+from .config import SIZES
 from .melresnet import MelResNet
 from .mssincresnet import MSSincResNet, SincResNet
 from .sincnet import SincNet
 
-__all__ = ["MODELS", "COMPACT", "build_model", "compact_config", "canonical_name"]
+__all__ = ["MODELS", "COMPACT", "LAPTOP", "SIZES", "SIZE_SETTINGS", "build_model",
+           "compact_config", "size_config", "canonical_name"]
 
 #: Every model by its registry name (lower case); :func:`build_model` accepts any spelling of it.
 MODELS = MappingProxyType({
@@ -35,6 +38,38 @@ COMPACT = MappingProxyType({
 })
 
 
+#: The sizes of the laptop configuration: the paper's front-end (3-s clips at 16 kHz, three banks
+#: of 251/501/1001 taps, which the FFT backend makes as cheap as short ones) with fewer filters
+#: and bins and a narrow head, so that a random trunk trains on ~200 songs within 30 minutes on
+#: two CPU cores (README, "Which configuration").
+LAPTOP = MappingProxyType({
+    "sample_rate": 16000,
+    "clip_samples": 48000,
+    "num_filters": 40,
+    "kernel_sizes": (251, 501, 1001),
+    "pool_bins": 128,
+    "hidden": 128,
+})
+
+# ``SIZES`` names them; 'paper' is every model's own defaults (the published sizes)
+_SIZE_TABLES = {"compact": COMPACT, "laptop": LAPTOP}
+
+#: Training settings (:class:`models.config.TrainConfig` fields) a size brings besides the model:
+#: the laptop's short schedule for a random trunk, its clip sampling and song vote, and cut-offs
+#: that learn (models.cutoffs). The recipe keeps every other value; a flag overrides any of them.
+#: Sizing: a laptop epoch on ~130 training songs is 8 x 130 training clips and the validation
+#: songs' clips at a 1.5-s hop; a training step of 24 clips costs ~1 s on two idle cores, so 12
+#: epochs fit in the 30-minute budget with room for a slower CPU (README, "Which configuration").
+SIZE_SETTINGS = MappingProxyType({
+    "compact": MappingProxyType({}),
+    "laptop": MappingProxyType({
+        "backbone": "random", "cutoffs": "learn", "epochs": 12, "warmup_epochs": 1,
+        "warmup_lr": 0.001, "halve_every": 4, "halve_from": 1, "lr": 0.01, "clips_per_song": 8,
+        "vote": "mean"}),
+    "paper": MappingProxyType({}),
+})
+
+
 def canonical_name(name: str) -> str:
     """Registry key for ``name`` ('MS-SincResNet', 'ms_sincresnet' -> 'mssincresnet')."""
     key = str(name).lower().replace("-", "").replace("_", "")
@@ -49,8 +84,24 @@ def compact_config(name: str = "mssincresnet") -> dict[str, Any]:
     Every model sees the same clips (``COMPACT``); the ResNet models the same 40 x 64 image size;
     SincNet keeps its architecture with fewer filters and 256-wide fully-connected layers.
     """
-    c = COMPACT
+    return size_config(name, "compact")
+
+
+def size_config(name: str = "mssincresnet", size: str = "compact") -> dict[str, Any]:
+    """Constructor arguments (all but ``num_classes``) of model ``name`` at ``size`` (one of
+    :data:`SIZES`).
+
+    'paper' is the model's own defaults with the paper's clip (3 s at 16 kHz). 'compact' and
+    'laptop' give every model the same clips and sinc lengths; the ResNet models the same image
+    (filters or mel bands x bins); SincNet keeps its architecture with fewer filters, 256-wide
+    fully-connected layers and, at the laptop size, its own 251-tap sinc filters.
+    """
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; choose from {list(SIZES)}")
     key = canonical_name(name)
+    if size == "paper":
+        return {"sample_rate": 16000, "clip_samples": 48000}
+    c = _SIZE_TABLES[size]
     shared = {"sample_rate": c["sample_rate"], "clip_samples": c["clip_samples"]}
     if key == "mssincresnet":
         return {**shared, "num_filters": c["num_filters"], "kernel_sizes": c["kernel_sizes"],
@@ -59,14 +110,16 @@ def compact_config(name: str = "mssincresnet") -> dict[str, Any]:
         return {**shared, "num_filters": c["num_filters"], "kernel_size": c["kernel_sizes"][1],
                 "pool_bins": c["pool_bins"], "hidden": c["hidden"]}
     if key == "melresnet":
-        return {**shared, "n_mels": c["num_filters"], "frames": c["pool_bins"], "n_fft": 256,
-                "hidden": c["hidden"]}
+        # the compact clip is too short for a 1024-point STFT of 64 frames
+        return {**shared, "n_mels": c["num_filters"], "frames": c["pool_bins"],
+                "n_fft": 256 if size == "compact" else 1024, "hidden": c["hidden"]}
     if key == "sincnet":
+        taps = c["kernel_sizes"][-1] if size == "compact" else 251
         return {**shared, "cnn_n_filt": (c["num_filters"], 32, 32),
-                "cnn_len_filt": (c["kernel_sizes"][-1], 5, 5), "cnn_max_pool_len": (3, 3, 3),
+                "cnn_len_filt": (taps, 5, 5), "cnn_max_pool_len": (3, 3, 3),
                 "fc_lay": (256, 256, 256)}
-    raise ValueError(f"model {name!r} has no compact configuration; add one to "
-                     "models.registry.compact_config")
+    raise ValueError(f"model {name!r} has no {size} configuration; add one to "
+                     "models.registry.size_config")
 
 
 def build_model(name: str, num_classes: int, **kwargs) -> nn.Module:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .common import count_parameters
-from .registry import build_model, compact_config
+from .registry import build_model, size_config
 
 __all__ = ["parameter_groups", "summary_rows", "markdown_table", "main"]
 
@@ -60,9 +60,9 @@ def _build(name: str, num_classes: int, kwargs: dict) -> nn.Module:
 def summary_rows(num_classes: int = 10) -> list[dict]:
     """One row per (configuration, model variant): counts by group and in total."""
     rows = []
-    for config in ("paper", "compact"):
+    for config in ("paper", "laptop", "compact"):
         for label, name, extra in VARIANTS:
-            kwargs = {**(compact_config(name) if config == "compact" else {}), **extra}
+            kwargs = {**(size_config(name, config) if config != "paper" else {}), **extra}
             model = _build(name, num_classes, kwargs)
             rows.append({"config": config, "model": label, **parameter_groups(model),
                          "total": count_parameters(model)})
@@ -86,8 +86,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="also write the markdown table to this file")
     parser.add_argument("--num-classes", type=int, default=10)
     args = parser.parse_args(argv)
-    table = (f"Parameters with {args.num_classes} classes (paper: the defaults; compact: "
-             "models.compact_config).\n\n" + markdown_table(summary_rows(args.num_classes)))
+    table = (f"Parameters with {args.num_classes} classes (paper: the defaults; laptop, compact: "
+             "models.size_config).\n\n" + markdown_table(summary_rows(args.num_classes)))
     sys.stdout.write(table)
     if args.out:
         args.out.write_text(table)

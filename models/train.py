@@ -27,6 +27,7 @@ from .checkpoints import (CHECKPOINT_FORMAT, CheckpointError, build_from_config,
                           load_model_state, read_checkpoint, save_checkpoint)
 from .common import count_parameters
 from .config import TrainConfig
+from .cutoffs import cutoff_shift, parameter_groups, shift_summary
 from .data import Corpus, RandomClipDataset
 from .evaluate import predict_songs, score
 from .logs import write_logs
@@ -161,7 +162,9 @@ class Trainer:
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr,
+        # the cut-offs' own treatment (models.cutoffs); 'decay' is the published single group
+        groups = parameter_groups(self.model, config.cutoffs, config.cutoff_lr_scale)
+        self.optimizer = torch.optim.SGD(groups, lr=config.lr,
                                          momentum=config.momentum, nesterov=config.nesterov,
                                          weight_decay=config.weight_decay)
         framing = config.framing
@@ -242,6 +245,12 @@ class Trainer:
                                   f"{self.config.model!r}")
         _check_resume_fields(state, path)
         load_model_state(self.model, state["model_state"], path)
+        saved_cutoffs = state["config"].get("cutoffs", "decay")
+        if saved_cutoffs != self.config.cutoffs:    # other parameter groups in the optimiser
+            raise CheckpointError(
+                f"{path}: its optimiser state was saved with cutoffs={saved_cutoffs!r}, not "
+                f"{self.config.cutoffs!r}; resume with the cut-off treatment the run started "
+                "with")
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["torch_rng"])
@@ -290,7 +299,7 @@ class Trainer:
         config = self.config
         lr = learning_rate(config, self.epoch)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self.dataset.set_epoch(self.epoch)
         self.sampler.epoch, self.sampler.start = self.epoch, self.step * config.batch_size
         # the loader's own generator: creating its iterator must not draw from the global RNG,
@@ -349,7 +358,8 @@ class Trainer:
         row = {"epoch": self.epoch + 1, "lr": learning_rate(self.config, self.epoch),
                "train_loss": self.partial["loss"] / seen, "train_clip_accuracy": self.partial["correct"] / seen,
                "step_seconds": self.partial["seconds"],
-               "clips_per_second": seen / max(1e-9, self.partial["seconds"])}
+               "clips_per_second": seen / max(1e-9, self.partial["seconds"]),
+               **cutoff_shift(self.model)}
         self.last_scores = {}
         if self.is_main:
             for split in dict.fromkeys(("valid", self.config.select_on)):
@@ -399,6 +409,10 @@ class Trainer:
         for split in ("valid", "test"):
             if f"{split}_song_accuracy" in row:
                 text += f"  {split} song acc {row[f'{split}_song_accuracy']:.3f}"
+        moved = shift_summary(row)
+        if moved:
+            text += "  cut-offs moved (mean/max mel) " + ", ".join(
+                f"{bank} {s['mean_mel']:.2f}/{s['max_mel']:.2f}" for bank, s in moved.items())
         return text
 
     def evaluate(self, split: str = "test", model=None) -> dict:

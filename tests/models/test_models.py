@@ -122,7 +122,7 @@ def test_registry_and_factory():
 
 def test_summary_table_covers_every_model_and_agrees_with_counts():
     rows = summary_rows(10)
-    assert {r["config"] for r in rows} == {"paper", "compact"}
+    assert {r["config"] for r in rows} == {"paper", "laptop", "compact"}
     trunk = resnet18_trunk_parameters()
     for row in rows:
         assert row["front-end"] + row["trunk"] + row["head"] == row["total"]
