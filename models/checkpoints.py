@@ -194,26 +194,31 @@ def load_data_file(path):
             from None
 
 
-# The fields of the project's format that loading a model (_MODEL_FIELDS) and resuming a run
-# (_RUN_FIELDS) read, with their types: a file that lacks one is refused in one line.
-_MODEL_FIELDS = {"config": dict, "classes": list, "model_state": dict}
-_RUN_FIELDS = {**_MODEL_FIELDS, "optimizer": dict, "epoch": int, "step": int, "partial": dict,
-               "history": list, "best": dict, "torch_rng": torch.Tensor, "splits": dict}
+# What resuming reads besides the weights and settings, and the type each entry must have
+_RESUME_FIELDS = {"optimizer": dict, "epoch": int, "step": int, "partial": dict, "history": list,
+                  "best": dict, "torch_rng": torch.Tensor}
+_PARTIAL_KEYS = ("loss", "correct", "seen", "seconds")
 
 
-def _check_fields(checkpoint: dict, path: Path, fields: dict) -> None:
-    """``CheckpointError`` unless each field is there with its type, the classes are names
-    and the model state maps names to tensors."""
-    for key, kind in fields.items():
-        value = checkpoint.get(key)
-        if not isinstance(value, kind) or kind is int and isinstance(value, bool):
-            raise CheckpointError(f"{path}: a damaged sincfb checkpoint: {key!r} is missing or "
-                                  f"not a {kind.__name__}")
-    if not all(isinstance(name, str) for name in checkpoint["classes"]) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor)
-            for k, v in checkpoint["model_state"].items()):
-        raise CheckpointError(f"{path}: a damaged sincfb checkpoint: its classes or weights are "
-                              "not names and tensors")
+def _check_run_fields(state: dict, path) -> None:
+    """``CheckpointError`` naming ``path`` unless the entries a resumed run continues from have
+    the types the trainer writes (a damaged file fails here, not epochs later)."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    for key, kind in _RESUME_FIELDS.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or \
+                (kind is int and value < 0):
+            raise CheckpointError(f"{path}: its {key!r} entry is missing or not a "
+                                  f"{'non-negative ' if kind is int else ''}{kind.__name__}; "
+                                  "the file cannot resume a run")
+    if not all(number(state["partial"].get(key)) for key in _PARTIAL_KEYS) or \
+            not all(isinstance(row, dict) for row in state["history"]) or \
+            not isinstance(state["best"].get("epoch"), int) or \
+            not isinstance(state.get("best_scores", {}), dict):
+        raise CheckpointError(f"{path}: its training progress (partial, history, best) is "
+                              "damaged; the file cannot resume a run")
 
 
 def check_declared_storages(path) -> None:
@@ -274,8 +279,8 @@ def read_checkpoint(path) -> dict:
         raise CheckpointError(f"{path}: not a checkpoint written by sincfb's training (the "
                               "authors' released checkpoints can be evaluated and used to "
                               "predict, not resumed)")
-    _check_fields(checkpoint, path, _RUN_FIELDS)
     _checked_config(checkpoint, path)
+    _check_run_fields(checkpoint, path)
     return checkpoint
 
 

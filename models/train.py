@@ -101,33 +101,6 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
 
 
-# What resuming reads besides the weights and settings, and the type each entry must have
-_RESUME_FIELDS = {"optimizer": dict, "epoch": int, "step": int, "partial": dict, "history": list,
-                  "best": dict, "torch_rng": torch.Tensor}
-_PARTIAL_KEYS = ("loss", "correct", "seen", "seconds")
-
-
-def _check_resume_fields(state: dict, path) -> None:
-    """``CheckpointError`` naming ``path`` unless the entries a resumed run continues from have
-    the types the trainer writes (a damaged file fails here, not epochs later)."""
-    def number(value) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-    for key, kind in _RESUME_FIELDS.items():
-        value = state.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool) or \
-                (kind is int and value < 0):
-            raise CheckpointError(f"{path}: its {key!r} entry is missing or not a "
-                                  f"{'non-negative ' if kind is int else ''}{kind.__name__}; "
-                                  "the file cannot resume a run")
-    if not all(number(state["partial"].get(key)) for key in _PARTIAL_KEYS) or \
-            not all(isinstance(row, dict) for row in state["history"]) or \
-            not isinstance(state["best"].get("epoch"), int) or \
-            not isinstance(state.get("best_scores", {}), dict):
-        raise CheckpointError(f"{path}: its training progress (partial, history, best) is "
-                              "damaged; the file cannot resume a run")
-
-
 class Trainer:
     """Trains one model on one split of a corpus and writes everything into ``out_dir``:
     ``last.pt`` (resumable), ``best.pt`` (the best epoch on ``config.select_on``: validation song
@@ -243,7 +216,6 @@ class Trainer:
         if state["config"]["model"] != self.config.model:
             raise CheckpointError(f"{path}: holds a {state['config']['model']!r} model, not "
                                   f"{self.config.model!r}")
-        _check_resume_fields(state, path)
         load_model_state(self.model, state["model_state"], path)
         saved_cutoffs = state["config"].get("cutoffs", "decay")
         if saved_cutoffs != self.config.cutoffs:    # other parameter groups in the optimiser
