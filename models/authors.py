@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 
 from .data import GTZAN_GENRES
+from .messages import error_detail
 
 __all__ = ["RELEASED_ARCHITECTURE", "ASSUMED_CLASSES", "authors_state_dict",
            "from_authors_state_dict", "class_order_note"]
@@ -79,7 +80,7 @@ def from_authors_state_dict(state: Mapping, class_names=None, wrapper=None):
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise CheckpointError(f"the authors' state dict does not fit their released network: "
-                              f"{str(error).splitlines()[0]}") from None
+                              f"{error_detail(error)}") from None
     epoch = wrapper.get("epoch") if isinstance(wrapper, Mapping) else None
     record = {"format": AUTHORS_FORMAT, "config": config.to_dict(), "classes": classes,
               "class_order": "given" if class_names else "assumed", "dataset": None,

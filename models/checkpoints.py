@@ -28,6 +28,7 @@ import torch
 
 from .config import TrainConfig
 from .fileio import atomic_torch_save
+from .messages import error_detail
 
 __all__ = ["CHECKPOINT_FORMAT", "AUTHORS_FORMAT", "EARLIER_FORMAT_TYPES", "CheckpointError",
            "build_from_config", "constructor_arguments", "head_and_trunk", "plain_data",
@@ -144,8 +145,9 @@ def save_checkpoint(state: dict, path) -> None:
 
 
 def _first_line(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
+    """The error's type and :func:`error_detail`: which parser failed matters here."""
+    detail = error_detail(error)
+    return detail if detail == type(error).__name__ else f"{type(error).__name__}: {detail}"
 
 
 def _refused(path: Path, error: pickle.UnpicklingError) -> str:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .messages import error_detail
+
 __all__ = ["TrainConfig", "TIE_BREAKS", "NOISES", "VOTES", "SAMPLE_RATES", "MAX_CLIP_SAMPLES",
            "MAX_FIXED_SAMPLES", "CUTOFFS", "CUTOFF_LR_SCALE", "SIZES"]
 
@@ -188,8 +190,8 @@ class TrainConfig:
         except OSError as error:
             raise ValueError(f"{path}: cannot read the settings file ({error.strerror})") from None
         except (ValueError, RecursionError) as error:   # RecursionError: arrays nested too deep
-            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ValueError(f"{path}: not a valid {kind} settings file ({detail})") from None
+            raise ValueError(f"{path}: not a valid {kind} settings file "
+                             f"({error_detail(error)})") from None
         if not isinstance(values, dict):
             raise ValueError(f"{path}: a {kind} settings file holds a table of settings, not "
                              f"{type(values).__name__} {_shown(values)}")

@@ -26,6 +26,7 @@ import numpy as np
 
 from .audio import Framing, load_audio
 from .config import MAX_CLIP_SAMPLES, MAX_FIXED_SAMPLES, SAMPLE_RATES, TIE_BREAKS, VOTES
+from .messages import error_detail
 from .results import (FileResult, check_predict_arguments, classify_paths, emit_results,
                       file_result, print_summary, vote)
 
@@ -60,8 +61,7 @@ class OnnxClassifier:
             return self.session.run(outputs, feeds)
         except Exception as error:          # onnxruntime raises its own types
             raise ValueError(f"{self.path}: the ONNX model fails to run "
-                             f"({str(error).splitlines()[0][:200] if str(error) else error!r})") \
-                from None
+                             f"({error_detail(error)})") from None
 
     def song_decision(self, track: np.ndarray, vote_method: str, batch_size: int):
         """``(winner, vote_shares, mean_probabilities, clips)`` of one decoded track."""
@@ -111,8 +111,7 @@ def load_onnx_classifier(path, threads: Optional[int] = None) -> OnnxClassifier:
             session = onnxruntime.InferenceSession(str(path), options,
                                                    providers=["CPUExecutionProvider"])
     except Exception as error:    # onnxruntime raises its own types for unreadable models
-        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"{path}: not a readable ONNX model ({detail})") from None
+        raise ValueError(f"{path}: not a readable ONNX model ({error_detail(error)})") from None
     try:
         meta = session.get_modelmeta().custom_metadata_map
         if meta.get("format") != "sincfb-genre-export/1":

@@ -25,6 +25,7 @@ import torch
 from sincfb import hz_to_mel, mel_to_hz, sinc_layers
 
 from .fileio import atomic_path
+from .messages import error_detail
 
 __all__ = ["plot_filterbank", "plot_representation", "plot_training_curves", "plot_confusion",
            "write_run_figures", "figure_pixels", "command_plot", "DPI"]
@@ -434,7 +435,6 @@ def command_plot(args) -> int:
             out = plot_confusion(json.loads(report.read_bytes().decode("utf-8")), args.out)
         except (ValueError, RecursionError) as error:   # RecursionError: JSON nested too deep
             raise ValueError(f"{report}: not a usable report "
-                             f"({str(error).splitlines()[0][:200] if str(error) else 'nested'})") \
-                from None
+                             f"({error_detail(error)})") from None
     print(f"wrote {out}", file=sys.stderr)
     return 0
