@@ -49,6 +49,7 @@ LAPTOP = MappingProxyType({
     "kernel_sizes": (251, 501, 1001),
     "pool_bins": 128,
     "hidden": 128,
+    "compression": "log",
 })
 
 # ``SIZES`` names them; 'paper' is every model's own defaults (the published sizes)
@@ -103,12 +104,14 @@ def size_config(name: str = "mssincresnet", size: str = "compact") -> dict[str, 
         return {"sample_rate": 16000, "clip_samples": 48000}
     c = _SIZE_TABLES[size]
     shared = {"sample_rate": c["sample_rate"], "clip_samples": c["clip_samples"]}
+    # the sinc ResNets' log-compressed image at the laptop size (LAPTOP "compression")
+    compression = {"compression": c["compression"]} if c.get("compression") else {}
     if key == "mssincresnet":
         return {**shared, "num_filters": c["num_filters"], "kernel_sizes": c["kernel_sizes"],
-                "pool_bins": c["pool_bins"], "hidden": c["hidden"]}
+                "pool_bins": c["pool_bins"], "hidden": c["hidden"], **compression}
     if key == "sincresnet":   # the middle length, as the paper's single scale sits among its three
         return {**shared, "num_filters": c["num_filters"], "kernel_size": c["kernel_sizes"][1],
-                "pool_bins": c["pool_bins"], "hidden": c["hidden"]}
+                "pool_bins": c["pool_bins"], "hidden": c["hidden"], **compression}
     if key == "melresnet":
         # the compact clip is too short for a 1024-point STFT of 64 frames
         return {**shared, "n_mels": c["num_filters"], "frames": c["pool_bins"],

@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help='JSON of more configurations: '
                               '{"name": {"model": ..., "flags": [...]}}')
     compare.add_argument("--epochs", type=int, help="passed to every run")
+    compare.add_argument("--jobs", type=int, default=1,
+                         help="runs at a time, each with cpu_count/jobs threads (default 1)")
+    compare.add_argument("--no-classical", dest="classical", action="store_false",
+                         help="skip the classical reference (when runs are split over machines "
+                              "or sessions and a later call gathers them)")
     compare.add_argument("--train-args", default="",
                          help="more models-train flags for every run (one quoted string)")
     compare.add_argument("--runs-dir", type=Path, default=Path("runs/realmusic"),
@@ -109,8 +114,9 @@ def _compare(args, argv) -> int:
     configs = read_configs(args.configs_file, args.configs)
     extra = (["--epochs", str(args.epochs)] if args.epochs else []) + shlex.split(args.train_args)
     results = compare(args.manifest, configs, args.seeds, args.runs_dir, extra,
-                      args.split_seeds, argv=argv)
-    _print_classical(results["classical"])
+                      args.split_seeds, argv=argv, jobs=args.jobs, classical=args.classical)
+    if args.classical:
+        _print_classical(results["classical"])
     print(results["markdown"])
     print(f"wrote {write_results(results, args.out, 'compare')}")
     return 0

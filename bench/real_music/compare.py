@@ -24,12 +24,19 @@ import numpy as np
 from bench.harness import REPOSITORY, device_slug, git_commit, package_version, write_json_atomic
 
 __all__ = ["CONFIGS", "TRAIN_COMMAND", "machine_meta", "manifest_split", "dataset_summary",
-           "run_command", "run_one", "summarise", "render_markdown", "compare", "results_path",
+           "run_command", "run_one", "run_record_path", "finished_run", "summarise", "render_markdown", "compare", "results_path",
            "write_results", "read_configs"]
 
 #: Configuration name -> the model and the ``models train`` flags that define it. Extend it
 #: here or with ``--configs-file`` (a JSON object of the same shape).
 CONFIGS = {
+    # the laptop size (README, "Which configuration"): the benchmark's subject
+    "mssincresnet-laptop": {"model": "mssincresnet", "flags": ["--size", "laptop"]},
+    "mssincresnet-laptop-frozen": {"model": "mssincresnet",
+                                   "flags": ["--size", "laptop", "--cutoffs", "freeze"]},
+    "melresnet-laptop": {"model": "melresnet", "flags": ["--size", "laptop"]},
+    "sincnet-laptop": {"model": "sincnet", "flags": ["--size", "laptop"]},
+    # the compact size of the demo and the tests, for the record
     "mssincresnet-compact": {"model": "mssincresnet",
                              "flags": ["--compact", "--backbone", "random"]},
     "melresnet-compact": {"model": "melresnet", "flags": ["--compact", "--backbone", "random"]},
@@ -99,27 +106,55 @@ def run_command(manifest_path, config: dict, seed: int, out: Path,
             *extra, "--seed", str(seed), "--out", str(out), "--no-progress", "--overwrite"]
 
 
-def run_one(command: Sequence[str], out: Path) -> dict:
-    """Run one training command (its output into ``out/train.log``) and read its report."""
+def run_record_path(out: Path) -> Path:
+    """Where :func:`run_one` keeps the row of the run written to ``out``: ``<out>.json``."""
+    return out.parent / f"{out.name}.json"
+
+
+def finished_run(command: Sequence[str], out: Path) -> Optional[dict]:
+    """The row of an earlier successful run of exactly ``command`` into ``out``, else None, so
+    that an interrupted comparison resumes where it stopped."""
+    try:
+        row = json.loads(run_record_path(out).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(row, dict) or row.get("command") != shlex.join(command) or \
+            "error" in row or not (out / "report.json").is_file():
+        return None
+    return row
+
+
+def run_one(command: Sequence[str], out: Path, threads: Optional[int] = None) -> dict:
+    """Run one training command (its output into ``<out>.log``) with ``threads`` CPU threads
+    (None: torch's default), read its report and keep the row in ``<out>.json``."""
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(REPOSITORY), os.environ.get("PYTHONPATH")) if p)}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     started = time.perf_counter()
     with open(out.parent / f"{out.name}.log", "w") as log:
         completed = subprocess.run(list(command), stdout=log, stderr=subprocess.STDOUT, env=env,
                                    cwd=REPOSITORY)
     row = {"command": shlex.join(command), "returncode": completed.returncode,
            "wall_seconds": round(time.perf_counter() - started, 1),
+           # other runs or jobs may have shared the CPU: the load says how much
+           "loadavg_end": [round(load, 2) for load in os.getloadavg()],
            "log": str(out.parent / f"{out.name}.log")}
     report_path = out / "report.json"
+    if threads:
+        row["threads"] = threads
     if completed.returncode != 0 or not report_path.is_file():
         tail = Path(row["log"]).read_text(errors="replace").strip().splitlines()[-3:]
-        return {**row, "error": " | ".join(tail) or "no report.json"}
-    report = json.loads(report_path.read_text())
-    test = report.get("test", {})
-    return {**row, "test_song_accuracy": test.get("song_accuracy"),
-            "test_clip_accuracy": test.get("clip_accuracy"), "best_epoch": report.get("best_epoch"),
-            "report": str(report_path)}
+        row = {**row, "error": " | ".join(tail) or "no report.json"}
+    else:
+        report = json.loads(report_path.read_text())
+        test = report.get("test", {})
+        row = {**row, "test_song_accuracy": test.get("song_accuracy"),
+               "test_clip_accuracy": test.get("clip_accuracy"),
+               "best_epoch": report.get("best_epoch"), "report": str(report_path)}
+    write_json_atomic(run_record_path(out), row)
+    return row
 
 
 def _mean_std(values: list) -> dict:
@@ -184,26 +219,38 @@ def results_path(meta: dict, kind: str) -> Path:
 def compare(manifest_path, configs: dict, seeds: Sequence[int], runs_dir: Path,
             extra: Sequence[str] = (), split_seeds: Sequence[int] = (),
             train_command: Sequence[str] = TRAIN_COMMAND, argv: Sequence[str] = (),
-            classical: bool = True) -> dict:
-    """Run every configuration with every seed, then the classical reference; the results
-    dictionary (see the module docstring)."""
+            classical: bool = True, jobs: int = 1) -> dict:
+    """Run every configuration with every seed, ``jobs`` runs at a time (each with
+    cpu_count / jobs threads), then the classical reference; the results dictionary (see the
+    module docstring). A run already finished with the same command is read, not repeated."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from .classical import classical_reference
+
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
 
     # runs start in the repository root: paths given relative to here must still hold there
     manifest_path, runs_dir = Path(manifest_path).resolve(), Path(runs_dir).resolve()
     results = {"meta": machine_meta(argv), "manifest": str(manifest_path),
                "dataset": dataset_summary(manifest_path), "split": manifest_split(manifest_path),
-               "configs": configs, "seeds": list(seeds), "runs": []}
-    for name, config in configs.items():
-        for seed in seeds:
-            out = Path(runs_dir) / name / f"seed-{seed}"
-            command = run_command(manifest_path, config, seed, out, extra, train_command)
-            print(f"{name} seed {seed}: {shlex.join(command)}", flush=True)
-            row = {"config": name, "model": config["model"], "seed": seed,
-                   **run_one(command, out)}
-            print(f"  -> {row.get('error') or row['test_song_accuracy']} "
-                  f"({row['wall_seconds']:.0f} s)", flush=True)
-            results["runs"].append(row)
+               "configs": configs, "seeds": list(seeds), "jobs": jobs, "runs": []}
+
+    def one(name: str, seed: int) -> dict:
+        out = Path(runs_dir) / name / f"seed-{seed}"
+        command = run_command(manifest_path, configs[name], seed, out, extra, train_command)
+        row = finished_run(command, out)
+        print(f"{name} seed {seed}: {'reusing ' if row else ''}{shlex.join(command)}", flush=True)
+        row = {"config": name, "model": configs[name]["model"], "seed": seed,
+               **(row or run_one(command, out, threads))}
+        print(f"  {name} seed {seed} -> {row.get('error') or row['test_song_accuracy']} "
+              f"({row['wall_seconds']:.0f} s)", flush=True)
+        return row
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(one, name, seed) for name in configs for seed in seeds]
+        results["runs"] = [future.result() for future in futures]
     results["summary"] = summarise(results["runs"]) if results["runs"] else {}
     if classical:
         results["classical"] = classical_reference(manifest_path, split_seeds)

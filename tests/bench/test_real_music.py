@@ -372,3 +372,39 @@ def test_read_configs_extends_and_restricts(tmp_path):
     extra.write_text(json.dumps({"x": {"flags": ["--compact"]}}))
     with pytest.raises(ValueError, match="'x'"):
         read_configs(extra, None)
+
+
+COUNTING_TRAIN = FAKE_TRAIN.replace('print("trained", args)', '''print("trained", args)
+import os
+with open(pathlib.Path(value("--out")).parent.parent / "calls.txt", "a") as calls:
+    calls.write(f"{value('--seed')} {os.environ.get('OMP_NUM_THREADS')}\\n")''')
+
+
+def test_compare_runs_jobs_in_parallel_threads_and_resumes_finished_runs(tree, monkeypatch):
+    """--jobs 2 gives each run cpu_count / 2 threads; a second call reads the finished runs
+    (each kept in <out>.json) instead of repeating them, and re-runs a changed or failed one."""
+    root, soundtracks = tree
+    _build(root, soundtracks=soundtracks)
+    script = root / "count_train.py"
+    script.write_text(COUNTING_TRAIN)
+    monkeypatch.chdir(root)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    configs = {"good": {"model": "mssincresnet", "flags": ["--compact"]}}
+    run = lambda extra: compare(Path("data") / MANIFEST_NAME, configs, [0, 1, 2], Path("runs"),
+                                extra=extra, train_command=[sys.executable, str(script)],
+                                classical=False, jobs=2)
+    first = run(["--epochs", "2"])
+    calls = (root / "runs" / "calls.txt").read_text().split()
+    assert sorted(calls[0::2]) == ["0", "1", "2"] and set(calls[1::2]) == {"2"}
+    assert [r["seed"] for r in first["runs"]] == [0, 1, 2] and first["jobs"] == 2
+    again = run(["--epochs", "2"])
+    assert again["runs"] == first["runs"]                          # read back, not re-run
+    assert len((root / "runs" / "calls.txt").read_text().split()) == 6
+    (root / "runs" / "good" / "seed-1" / "report.json").unlink()   # a lost report: run again
+    run(["--epochs", "2"])
+    assert len((root / "runs" / "calls.txt").read_text().split()) == 8
+    changed = run(["--epochs", "3"])                                # another command: run all
+    assert len((root / "runs" / "calls.txt").read_text().split()) == 14
+    assert all("--epochs 3" in r["command"] for r in changed["runs"])
+    with pytest.raises(ValueError, match="jobs must be at least 1"):
+        compare(Path("data") / MANIFEST_NAME, configs, [0], Path("runs"), classical=False, jobs=0)
