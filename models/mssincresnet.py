@@ -12,15 +12,7 @@ from .common import (AudioClassifier, check_int_tuple, check_odd_lengths, check_
                      check_sample_rate)
 from .trunk import BackboneWeights, ResNetTrunk, check_image_size
 
-__all__ = ["MSSincResNet", "SincResNet", "COMPRESSIONS", "LOG_FLOOR"]
-
-#: What may follow the pooling: None (the paper's image: pooled ReLU outputs) or 'log'.
-COMPRESSIONS = (None, "log")
-#: 'log' takes log(x + LOG_FLOOR) of each pooled value. The banks' BatchNorm puts every filter's
-#: output in units of its own standard deviation, so pooled values are ~0.4 where a band plays and
-#: 0 where it is silent; the floor bounds the image at -40 dB below a band's typical level and the
-#: gradient of the log at 1 / LOG_FLOOR.
-LOG_FLOOR = 0.01
+__all__ = ["MSSincResNet", "SincResNet"]
 
 
 class MSSincResNet(AudioClassifier):
@@ -50,10 +42,6 @@ class MSSincResNet(AudioClassifier):
         clip_samples: samples per clip N (48,000 = 3 s at 16 kHz); the LayerNorm is sized for it.
         hidden, dropout: width and dropout of the SPP head's hidden layer (unused when spp=False).
         min_low_hz, min_band_hz: floors of the sinc cut-offs in Hz.
-        compression: None (the paper: the image is the pooled ReLU outputs) or 'log' (the log of
-            each pooled value, :data:`LOG_FLOOR`): the laptop size's choice, where a random trunk
-            on a few hundred songs must learn from loudness-independent band levels as a log-Mel
-            front-end gives them (README, "Real recordings").
     """
 
     def __init__(self, num_classes: int, kernel_sizes: Sequence[int] = (251, 501, 1001),
@@ -61,13 +49,8 @@ class MSSincResNet(AudioClassifier):
                  spp: bool = True, backbone_weights: BackboneWeights = None,
                  backend: str = "auto", precision: Optional[str] = None,
                  clip_samples: int = 48000, hidden: int = 512, dropout: float = 0.5,
-                 min_low_hz: float = 50, min_band_hz: float = 50,
-                 compression: Optional[str] = None):
+                 min_low_hz: float = 50, min_band_hz: float = 50):
         super().__init__()
-        if compression not in COMPRESSIONS:
-            raise ValueError(f"compression must be one of {list(COMPRESSIONS)}, got "
-                             f"{compression!r}")
-        self.compression = compression
         kernel_sizes = _check_front_end(num_classes, kernel_sizes, num_filters, pool_bins,
                                         sample_rate, clip_samples)
         check_image_size(num_filters, pool_bins, spp, "num_filters", "pool_bins")
@@ -103,8 +86,7 @@ class MSSincResNet(AudioClassifier):
         # recast the convolutions inside its kernels, so it is switched off around the banks.
         with torch.autocast(x.device.type, enabled=False):
             maps = [bank(x) for bank in self.banks]
-        image = torch.stack(maps, dim=1)
-        return torch.log(image + LOG_FLOOR) if self.compression == "log" else image
+        return torch.stack(maps, dim=1)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Clips -> the pooled conv5 feature the classifier reads: (B, 2560) with SPP (global
@@ -118,8 +100,7 @@ class MSSincResNet(AudioClassifier):
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, kernel_sizes={self.kernel_sizes}, "
                 f"num_filters={self.num_filters}, pool_bins={self.pool_bins}, "
-                f"sample_rate={self.sample_rate}, clip_samples={self.clip_samples}, spp={self.spp}"
-                + (f", compression={self.compression!r}" if self.compression else ""))
+                f"sample_rate={self.sample_rate}, clip_samples={self.clip_samples}, spp={self.spp}")
 
 
 class SincResNet(MSSincResNet):
@@ -131,12 +112,11 @@ class SincResNet(MSSincResNet):
                  pool_bins: int = 1024, sample_rate: float = 16000, spp: bool = True,
                  backbone_weights: BackboneWeights = None, backend: str = "auto",
                  precision: Optional[str] = None, clip_samples: int = 48000, hidden: int = 512,
-                 dropout: float = 0.5, min_low_hz: float = 50, min_band_hz: float = 50,
-                 compression: Optional[str] = None):
+                 dropout: float = 0.5, min_low_hz: float = 50, min_band_hz: float = 50):
         check_positive_int("kernel_size", kernel_size, 3)
         super().__init__(num_classes, (kernel_size,) * 3, num_filters, pool_bins, sample_rate,
                          spp, backbone_weights, backend, precision, clip_samples, hidden, dropout,
-                         min_low_hz, min_band_hz, compression)
+                         min_low_hz, min_band_hz)
         self.kernel_size = kernel_size
 
 

@@ -73,36 +73,3 @@ def test_a_clip_length_the_user_gives_is_kept():
     config = cli_config("--size", "laptop", "--clip-seconds", "2")
     assert config.clip_seconds == 2.0 and config.hop_seconds == 1.0
     assert config.model_kwargs["kernel_sizes"] == (251, 501, 1001)
-
-
-def test_laptop_sinc_resnets_see_the_log_of_the_pooled_bands(torch_seed):
-    """The laptop image is log(x + LOG_FLOOR) of the paper's image, computed here from the same
-    weights without compression; the recipes' sizes keep the paper's image."""
-    from models.mssincresnet import LOG_FLOOR
-
-    torch.manual_seed(torch_seed)
-    for name in ("mssincresnet", "sincresnet"):
-        kwargs = size_config(name, "laptop")
-        assert kwargs["compression"] == "log"
-        assert "compression" not in size_config(name, "compact")
-        assert "compression" not in size_config(name, "paper")
-        logged = build_model(name, 5, **kwargs).eval()
-        plain = build_model(name, 5, **{**kwargs, "compression": None}).eval()
-        plain.load_state_dict(logged.state_dict())
-        clips = torch.randn(2, 48000)
-        with torch.no_grad():
-            paper_image = plain.representation(clips)
-            image = logged.representation(clips)
-        assert paper_image.min() >= 0                      # pooled ReLU outputs
-        expected = torch.log(paper_image.double() + LOG_FLOOR)
-        assert torch.allclose(image.double(), expected, rtol=0, atol=1e-5), name
-
-
-def test_a_settings_file_switches_the_compression_off_and_a_bad_one_is_refused(tmp_path):
-    settings = tmp_path / "nolog.json"
-    settings.write_text('{"model_kwargs": {"compression": null}}')
-    assert cli_config("--size", "laptop", "--config", str(settings)).model_kwargs[
-        "compression"] is None
-    with pytest.raises(ValueError, match="compression must be one of"):
-        build_model("mssincresnet", 5, **{**size_config("mssincresnet", "laptop"),
-                                          "compression": "sqrt"})
