@@ -135,11 +135,15 @@ def run_one(command: Sequence[str], out: Path, threads: Optional[int] = None) ->
         p for p in (str(REPOSITORY), os.environ.get("PYTHONPATH")) if p)}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
+    # the code the run trains with: a later call reuses the run only for the same command, and
+    # a reader of the results sees when the code behind one command line changed
+    commit = git_commit(REPOSITORY)
     started = time.perf_counter()
     with open(out.parent / f"{out.name}.log", "w") as log:
         completed = subprocess.run(list(command), stdout=log, stderr=subprocess.STDOUT, env=env,
                                    cwd=REPOSITORY)
-    row = {"command": shlex.join(command), "returncode": completed.returncode,
+    row = {"command": shlex.join(command), "git_commit": commit,
+           "returncode": completed.returncode,
            "wall_seconds": round(time.perf_counter() - started, 1),
            # other runs or jobs may have shared the CPU: the load says how much
            "loadavg_end": [round(load, 2) for load in os.getloadavg()],
