@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--epochs", type=int, help="passed to every run")
     compare.add_argument("--jobs", type=int, default=1,
                          help="runs at a time, each with cpu_count/jobs threads (default 1)")
+    compare.add_argument("--gather", action="store_true",
+                         help="only read the runs already finished (left out: the others)")
     compare.add_argument("--no-classical", dest="classical", action="store_false",
                          help="skip the classical reference (when runs are split over machines "
                               "or sessions and a later call gathers them)")
@@ -114,7 +116,8 @@ def _compare(args, argv) -> int:
     configs = read_configs(args.configs_file, args.configs)
     extra = (["--epochs", str(args.epochs)] if args.epochs else []) + shlex.split(args.train_args)
     results = compare(args.manifest, configs, args.seeds, args.runs_dir, extra,
-                      args.split_seeds, argv=argv, jobs=args.jobs, classical=args.classical)
+                      args.split_seeds, argv=argv, jobs=args.jobs, classical=args.classical,
+                      gather=args.gather)
     if args.classical:
         _print_classical(results["classical"])
     print(results["markdown"])

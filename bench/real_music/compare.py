@@ -226,10 +226,12 @@ def results_path(meta: dict, kind: str) -> Path:
 def compare(manifest_path, configs: dict, seeds: Sequence[int], runs_dir: Path,
             extra: Sequence[str] = (), split_seeds: Sequence[int] = (),
             train_command: Sequence[str] = TRAIN_COMMAND, argv: Sequence[str] = (),
-            classical: bool = True, jobs: int = 1) -> dict:
+            classical: bool = True, jobs: int = 1, gather: bool = False) -> dict:
     """Run every configuration with every seed, ``jobs`` runs at a time (each with
     cpu_count / jobs threads), then the classical reference; the results dictionary (see the
-    module docstring). A run already finished with the same command is read, not repeated."""
+    module docstring). A run already finished with the same command is read, not repeated;
+    ``gather`` reads the finished runs only and leaves out (and lists under ``missing``) the
+    configuration/seed pairs that have none."""
     from concurrent.futures import ThreadPoolExecutor
 
     from .classical import classical_reference
@@ -248,6 +250,9 @@ def compare(manifest_path, configs: dict, seeds: Sequence[int], runs_dir: Path,
         out = Path(runs_dir) / name / f"seed-{seed}"
         command = run_command(manifest_path, configs[name], seed, out, extra, train_command)
         row = finished_run(command, out)
+        if gather and not row:
+            print(f"{name} seed {seed}: no finished run, left out", flush=True)
+            return {"config": name, "seed": seed, "missing": shlex.join(command)}
         print(f"{name} seed {seed}: {'reusing ' if row else ''}{shlex.join(command)}", flush=True)
         row = {"config": name, "model": configs[name]["model"], "seed": seed,
                **(row or run_one(command, out, threads))}
@@ -257,7 +262,9 @@ def compare(manifest_path, configs: dict, seeds: Sequence[int], runs_dir: Path,
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(one, name, seed) for name in configs for seed in seeds]
-        results["runs"] = [future.result() for future in futures]
+        rows = [future.result() for future in futures]
+    results["runs"] = [row for row in rows if "missing" not in row]
+    results["missing"] = [row for row in rows if "missing" in row]
     results["summary"] = summarise(results["runs"]) if results["runs"] else {}
     if classical:
         results["classical"] = classical_reference(manifest_path, split_seeds)

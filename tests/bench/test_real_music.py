@@ -406,5 +406,11 @@ def test_compare_runs_jobs_in_parallel_threads_and_resumes_finished_runs(tree, m
     changed = run(["--epochs", "3"])                                # another command: run all
     assert len((root / "runs" / "calls.txt").read_text().split()) == 14
     assert all("--epochs 3" in r["command"] for r in changed["runs"])
+    gathered = compare(Path("data") / MANIFEST_NAME, configs, [0, 1, 2, 3], Path("runs"),
+                       extra=["--epochs", "3"], train_command=[sys.executable, str(script)],
+                       classical=False, gather=True)                # reads, never runs
+    assert len((root / "runs" / "calls.txt").read_text().split()) == 14
+    assert gathered["runs"] == changed["runs"]
+    assert [m["seed"] for m in gathered["missing"]] == [3]
     with pytest.raises(ValueError, match="jobs must be at least 1"):
         compare(Path("data") / MANIFEST_NAME, configs, [0], Path("runs"), classical=False, jobs=0)
