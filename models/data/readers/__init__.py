@@ -1,0 +1,10 @@
+"""One module per dataset layout; each registers its reader (:mod:`models.data.registry`).
+
+Importing this package imports every module in it, so a new layout is found by adding its
+module here, without a list to edit.
+"""
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
