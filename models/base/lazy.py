@@ -1,17 +1,19 @@
-"""How a package offers the names of its modules without importing them first, and how an old
-module path keeps working after its module moved.
+"""How a package offers the names of its modules without importing them first, how an old
+module path keeps working after its module moved, and how a folder of self-registering modules
+is loaded whole.
 
-Both keep ``import models`` and the command line's ``--help`` free of torch: a name is imported
+The first two keep ``import models`` and the command line's ``--help`` free of torch: a name is imported
 on first use.
 """
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import sys
 from collections.abc import Mapping
 from types import ModuleType
 
-__all__ = ["lazy_exports", "moved_module"]
+__all__ = ["lazy_exports", "moved_module", "import_submodules"]
 
 
 def lazy_exports(package: str, table: Mapping[str, str]):
@@ -38,3 +40,11 @@ def moved_module(old: str, new: str) -> ModuleType:
     if old != "__main__":
         sys.modules[old] = module
     return module
+
+
+def import_submodules(package: str, path) -> None:
+    """Import every module of ``package`` (whose ``__path__`` is ``path``): the modules of a
+    folder that register themselves when imported (dataset readers, networks) are all found,
+    without a list to edit when one is added."""
+    for module in pkgutil.iter_modules(path):
+        importlib.import_module(f"{package}.{module.name}")

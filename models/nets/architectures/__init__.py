@@ -3,8 +3,6 @@
 Importing this package imports every module in it, so a new network is found by adding its
 module here, without a list to edit.
 """
-import importlib
-import pkgutil
+from ...base.lazy import import_submodules
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+import_submodules(__name__, __path__)
