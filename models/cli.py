@@ -1,8 +1,6 @@
-"""``mssincresnet``: train, evaluate, demo, predict with, export and plot the genre classifiers.
-
-This module holds the argument parsers and the dispatch only: each command runs in its own
-module of :mod:`models.commands`, imported when it runs, so that ``--help`` loads no torch.
-"""
+"""``mssincresnet``: train, evaluate, demo, predict with, export and plot the genre classifiers."""
+# The argument parsers and the dispatch only: each command runs in its own module of
+# models.commands, imported when it runs, so that --help loads no torch.
 from __future__ import annotations
 
 import argparse
