@@ -5,9 +5,9 @@ Usage: ``python -m bench.export_bench [--size paper|compact] [--threads 2] [--re
 weights) is saved as a checkpoint, exported to ONNX twice, and the three ways of classifying a song
 are timed in interleaved rounds on the same song:
 
-- ``eager``: the ``mssincresnet predict --checkpoint`` path (``models.predict.load_classifier``:
+- ``eager``: the ``mssincresnet predict --checkpoint`` path (``models.inference.predict.load_classifier``:
   trunk BatchNorms folded, channels-last, ``backend='auto'``; ``classify_track``, batches of 32);
-- ``ort-clips``: the exported clip model through ``models.onnx_predict`` (the ``predict --onnx``
+- ``ort-clips``: the exported clip model through ``models.inference.onnx_predict`` (the ``predict --onnx``
   path: numpy clips, batches of 32, numpy majority vote);
 - ``ort-song``: the exported song model (waveform in, clips and vote in the graph, one run).
 
@@ -45,9 +45,9 @@ def save_checkpoint(folder: Path, size_name: str) -> Path:
     """A checkpoint of MS-SincResNet at ``size_name`` (random weights, authors' head), as
     training writes it, so that export and predict load it through their public paths."""
     from models import MSSincResNet
-    from models.checkpoints import CHECKPOINT_FORMAT, save_checkpoint as write_checkpoint
-    from models.config import TrainConfig
-    from models.registry import compact_config
+    from models.training.checkpoints import CHECKPOINT_FORMAT, save_checkpoint as write_checkpoint
+    from models.training.config import TrainConfig
+    from models.nets.catalog import compact_config
 
     kwargs = {} if size_name == "paper" else compact_config("mssincresnet")
     torch.manual_seed(0)
@@ -66,9 +66,9 @@ def save_checkpoint(folder: Path, size_name: str) -> Path:
 def build_steps(checkpoint: Path, threads: int) -> tuple[dict[str, Callable], dict]:
     """The three ways of classifying a song, each a function of the waveform returning the
     winning class, and the export results (relative errors, seconds)."""
-    from models.export import export_classifier
-    from models.onnx_predict import load_onnx_classifier
-    from models.predict import classify_track, load_classifier
+    from models.inference.export import export_classifier
+    from models.inference.onnx_predict import load_onnx_classifier
+    from models.inference.predict import classify_track, load_classifier
 
     exports, sessions = {}, {}
     for kind in ("clips", "song"):

@@ -6,7 +6,7 @@ so the ratios between them are what to quote:
 
 - ``sincfb``: ``models.MSSincResNet(spp=False, backend='auto')``, run the way the package runs it:
   W3 as the trainer does (bf16 autocast and channels-last on CUDA, fp32 on CPU), W4 as
-  ``mssincresnet predict`` does (``models.predict.prepare_for_inference``: trunk BatchNorms
+  ``mssincresnet predict`` does (``models.inference.predict.prepare_for_inference``: trunk BatchNorms
   folded, channels-last; bf16 autocast on CUDA);
 - ``authors-fp32``: the authors' released model (``bench.authors_model``) in float32;
 - ``authors-bf16-cl-compile``: the same under bf16 autocast, channels-last and ``torch.compile``
@@ -100,7 +100,7 @@ def build_runner(spec: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
                         spp=False, backend="auto", clip_samples=size["clip_samples"])
     tuned = impl in (TUNED, TUNED_EAGER)
     if impl == SINCFB and spec["workload"] == "W4":
-        from models.predict import prepare_for_inference   # as `mssincresnet predict` runs it
+        from models.inference.predict import prepare_for_inference  # as `mssincresnet predict` runs it
         model, amp = prepare_for_inference(ours, device), device.type == "cuda"
     elif impl == SINCFB:
         model, amp = ours, device.type == "cuda"            # as the trainer runs it
@@ -142,8 +142,9 @@ def make_train_step(spec: dict) -> Callable:
 
 def make_song_step(spec: dict) -> Callable:
     """W4: cut a random 30-s song into clips, classify them all in eval mode, vote."""
-    from models.audio import cut_clips
-    from models.evaluate import classify_clips, vote
+    from models.data.audio import cut_clips
+    from models.evaluation.results import vote
+    from models.evaluation.scoring import classify_clips
 
     _, runner = build_runner(spec)
     size, device = spec["size"], spec["device"]

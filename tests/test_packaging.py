@@ -21,6 +21,10 @@ def test_wheel_packages_exclude_bench_and_keep_models():
     assert not {p for p in packages if p == "bench" or p.startswith("bench.")}
     assert not {p for p in packages if p == "tests" or p.startswith("tests.")}
     assert {"sincfb", "sincfb.backends", "sincfb.csrc", "models"} <= packages
+    # every floor of models, and the folders whose modules register themselves when imported
+    assert {f"models.{floor}" for floor in ("base", "data", "nets", "evaluation", "training",
+                                            "inference", "commands")} <= packages
+    assert {"models.data.readers", "models.nets.architectures"} <= packages
     # the console script's module is shipped
     entry = config["project"]["scripts"]["mssincresnet"]
     assert entry.split(":")[0].split(".")[0] in packages

@@ -19,8 +19,10 @@ def honest_checkpoint(honest_trainer):
 def honest_trainer(tmp_path_factory):
     """A :class:`models.train.Trainer` of the compact MS-SincResNet on a tiny synthetic corpus,
     not trained (what ``train --resume`` resumes into)."""
-    from models.data import load_corpus, make_splits, synthetic_tracklist
-    from models.train import Trainer
+    from models.data.cache import load_corpus
+    from models.data.readers.synthetic import synthetic_tracklist
+    from models.data.splits import make_splits
+    from models.training.trainer import Trainer
 
     tracks = synthetic_tracklist(songs_per_genre=3, seconds=0.6, seed=1)
     corpus = load_corpus(tracks, 16000, tmp_path_factory.mktemp("cache"), progress=False)

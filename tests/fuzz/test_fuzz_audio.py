@@ -19,8 +19,8 @@ import pytest
 import soundfile as sf
 from hypothesis import example, given, strategies as st
 
-from models.audio import AudioError, load_audio, resample, sinc_resample
-from models.config import SAMPLE_RATES
+from models.data.audio import AudioError, load_audio, resample, sinc_resample
+from models.base.choices import SAMPLE_RATES
 from tests.fuzz.support import (MemoryPeak, assert_one_line_naming, fuzz_settings, hang_guard,
                                 memory_budget, mutated)
 

@@ -20,12 +20,13 @@ import pytest
 import torch
 from hypothesis import example, given, strategies as st
 
-import models.authors
-from models.checkpoints import CheckpointError, load_checkpoint, read_checkpoint
+import models.training.authors
+from models.base.datafiles import CheckpointError
+from models.training.checkpoints import load_checkpoint, read_checkpoint
 from models.cli import main
-from models.data import synthetic_tracklist
-from models.predict import load_classifier
-from models.runs import RunFolderError, evaluation_songs, splits_from_checkpoint
+from models.data.readers.synthetic import synthetic_tracklist
+from models.inference.predict import load_classifier
+from models.training.runs import RunFolderError, evaluation_songs, splits_from_checkpoint
 from tests.fuzz.support import (assert_clean_cli, assert_one_line_naming, fuzz_settings,
                                 hang_guard, mutated)
 
@@ -259,7 +260,7 @@ def test_damaged_project_checkpoint_regressions(honest_record, change):
 @contextlib.contextmanager
 def authors_architecture(architecture):
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(models.authors, "RELEASED_ARCHITECTURE", architecture)
+        patch.setattr(models.training.authors, "RELEASED_ARCHITECTURE", architecture)
         yield
 
 

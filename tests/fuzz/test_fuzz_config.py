@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from hypothesis import example, given, strategies as st
 
-from models.cli import _config_from_args, build_parser
-from models.config import TrainConfig
-from models.recipes import recipe_config
+from models.cli import build_parser
+from models.commands.settings import config_from_args
+from models.training.config import TrainConfig
+from models.training.recipes import recipe_config
 from tests.fuzz.support import assert_one_line_naming, fuzz_settings, hang_guard, mutated
 
 pytestmark = pytest.mark.fuzz
@@ -80,7 +81,7 @@ def check_settings_file(suffix: str, data: bytes) -> None:
             assert config.sample_rate >= 1 and config.clip_samples >= 1
         args = build_parser().parse_args(["train", "--config", str(path)])
         try:
-            _config_from_args(args)
+            config_from_args(args)
         except ValueError as error:   # main() prints it as one line with status 2
             assert "\n" not in str(error) and len(str(error)) < MESSAGE_LIMIT
 

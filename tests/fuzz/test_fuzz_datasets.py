@@ -21,7 +21,10 @@ import pytest
 import soundfile as sf
 from hypothesis import example, given, strategies as st
 
-from models.data import DataError, TrackList, ismir2004, load_corpus, open_tracklist
+from models.data.cache import load_corpus
+from models.data.readers.ismir2004 import ismir2004
+from models.data.tracklists import open_tracklist
+from models.data.tracks import DataError, TrackList
 from tests.fuzz.support import (assert_one_line_naming, fuzz_settings, hang_guard, mutated,
                                 song_folder_with_hostile_files)
 from tests.models.test_datasets_release import SUBSETS

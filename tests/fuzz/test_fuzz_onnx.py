@@ -23,7 +23,7 @@ from hypothesis import example, given, strategies as st
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from models.onnx_predict import classify_onnx, load_onnx_classifier  # noqa: E402
+from models.inference.onnx_predict import classify_onnx, load_onnx_classifier  # noqa: E402
 from tests.fuzz.support import (assert_one_line_naming, fuzz_settings, hang_guard,  # noqa: E402
                                 mutated)
 
@@ -38,8 +38,8 @@ CLIP = 800
 @functools.lru_cache(maxsize=None)
 def honest_metadata() -> dict:
     """What ``mssincresnet export`` records for a clip model of the compact recipe at 8 kHz."""
-    from models.config import TrainConfig
-    from models.export import export_metadata
+    from models.training.config import TrainConfig
+    from models.inference.export import export_metadata
 
     config = TrainConfig(sample_rate=8000, clip_seconds=CLIP / 8000, hop_seconds=0.05)
     return export_metadata({"classes": CLASSES}, config, "clips", "onnx", 18)

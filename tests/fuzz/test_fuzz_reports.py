@@ -19,7 +19,7 @@ import pytest
 from hypothesis import example, given, strategies as st
 
 from models.cli import main
-from models.logs import write_logs
+from models.base.logs import write_logs
 from tests.fuzz.support import assert_clean_cli, fuzz_settings, hang_guard, mutated
 
 pytestmark = pytest.mark.fuzz

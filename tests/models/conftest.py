@@ -8,7 +8,7 @@ def tiny_train_config(**overrides):
     """The compact MS-SincResNet on the reference backend, one short epoch on the CPU, from a
     random trunk (tests never download ImageNet weights)."""
     from models import compact_config
-    from models.config import TrainConfig
+    from models.training.config import TrainConfig
 
     kwargs = compact_config("mssincresnet")
     sample_rate, clip = kwargs.pop("sample_rate"), kwargs.pop("clip_samples")
@@ -41,8 +41,10 @@ def tiny_run(tmp_path_factory):
 
     Session-scoped: training takes a few seconds, and the predict and plot tests only read it.
     """
-    from models.data import load_corpus, make_splits, synthetic_tracklist
-    from models.train import Trainer
+    from models.data.cache import load_corpus
+    from models.data.readers.synthetic import synthetic_tracklist
+    from models.data.splits import make_splits
+    from models.training.trainer import Trainer
 
     tracks = synthetic_tracklist(songs_per_genre=3, seconds=1.0, seed=1)
     corpus = load_corpus(tracks, 16000, tmp_path_factory.mktemp("cache"), progress=False)

@@ -10,10 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import models.authors
+import models.training.authors
 from models import MSSincResNet, compact_config
-from models.data import GTZAN_GENRES
-from models.checkpoints import CheckpointError, load_checkpoint
+from models.data.readers.gtzan import GTZAN_GENRES
+from models.base.datafiles import CheckpointError
+from models.training.checkpoints import load_checkpoint
 from tests.models.authors_release import RELEASED_SIZES, ReleasedMSSincResNet, released_checkpoint
 from tests.models.helpers import randomise_batch_norms, relative_error
 from tests.oracles import authors_bank, randomise_bank
@@ -46,7 +47,7 @@ def random_release(seed: int, dtype=torch.float64, **sizes) -> ReleasedMSSincRes
 def compact_release(monkeypatch):
     """Their architecture at the compact sizes: the filter lengths and pooling size are not in a
     state dict, so the loader's record of the release's values is replaced for the test."""
-    monkeypatch.setattr(models.authors, "RELEASED_ARCHITECTURE",
+    monkeypatch.setattr(models.training.authors, "RELEASED_ARCHITECTURE",
                         {"kernel_sizes": LENGTHS, "pool_bins": P, "sample_rate": 16000})
     return dict(num_filters=K, kernel_sizes=LENGTHS, pool_bins=P, clip_samples=N)
 

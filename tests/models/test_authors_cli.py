@@ -13,11 +13,11 @@ import pytest
 import soundfile as sf
 import torch
 
-import models.authors
+import models.training.authors
 from models import compact_config
-from models.audio import load_audio
+from models.data.audio import load_audio
 from models.cli import main
-from models.data import GTZAN_GENRES
+from models.data.readers.gtzan import GTZAN_GENRES
 from tests.models.authors_release import ReleasedMSSincResNet, released_checkpoint
 from tests.models.test_recipes import their_frames
 
@@ -38,7 +38,7 @@ def release(tmp_path_factory):
     path = tmp_path_factory.mktemp("theirs") / "checkpoint_12.tar"
     torch.save(released_checkpoint(theirs.eval(), epoch=12), path)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(models.authors, "RELEASED_ARCHITECTURE",
+        patch.setattr(models.training.authors, "RELEASED_ARCHITECTURE",
                       {"kernel_sizes": CFG["kernel_sizes"], "pool_bins": CFG["pool_bins"],
                        "sample_rate": 16000})
         yield theirs, path

@@ -16,6 +16,7 @@ import soundfile
 import torch
 
 import models.cli
+import models.commands.demo
 from models.cli import main
 from tests.models.helpers import mssincresnet_parameters
 
@@ -29,7 +30,7 @@ def demo(tmp_path_factory):
     """``mssincresnet demo`` with the tiny settings: (out folder, best.pt, report, log)."""
     out = tmp_path_factory.mktemp("demo")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(models.cli, "DEMO_SETTINGS", TINY_DEMO)
+        patch.setattr(models.commands.demo, "DEMO_SETTINGS", TINY_DEMO)
         assert main(["demo", "--out", str(out), "--epochs", "1", "--backend", "reference",
                      "--cache-dir", str(out / "cache"), "--no-progress"]) == 0
     best = torch.load(out / "best.pt", weights_only=True)

@@ -30,10 +30,10 @@ import soundfile
 import torch
 from torch.serialization import get_unsafe_globals_in_checkpoint
 
-from models.checkpoints import (CheckpointError, load_checkpoint, load_data_file, plain_data,
-                                save_checkpoint)
+from models.base.datafiles import CheckpointError, load_data_file, plain_data
+from models.training.checkpoints import load_checkpoint, save_checkpoint
 from models.cli import main
-from models.synthetic import GENRES, synthesize_song
+from models.data.synthetic import GENRES, synthesize_song
 from tests.fixtures.make_release_checkpoint import write_songs
 from tests.models.authors_release import as_saved_from_cuda, released_checkpoint
 from tests.models.test_authors_checkpoint import compact_release, random_release  # noqa: F401
@@ -362,7 +362,7 @@ def test_a_damaged_checkpoint_of_the_project_is_one_line(damage, tmp_path):
     """What the fuzz suite relies on: a file of the project's format whose fields are wrong is
     one CheckpointError where it is read: load_checkpoint (predict, evaluate, export, plot)
     needs the model's fields and settings, read_checkpoint (train --resume) the run's fields."""
-    from models.checkpoints import read_checkpoint
+    from models.training.checkpoints import read_checkpoint
 
     path = damaged(tmp_path, damage)
     if damage not in RUN_DAMAGE:

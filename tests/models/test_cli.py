@@ -6,8 +6,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from models.cli import DEMO_SCOPE, main
-from models.synthetic import GENRES, synthesize_song
+from models.cli import main
+from models.commands.demo import DEMO_SCOPE
+from models.data.synthetic import GENRES, synthesize_song
 
 FAST = ["--compact", "--epochs", "1", "--batch-size", "8", "--clips-per-song", "1",
         "--backend", "reference", "--device", "cpu", "--no-progress", "--warmup-epochs", "0",

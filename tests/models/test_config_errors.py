@@ -104,21 +104,39 @@ def test_forward_rejects_wrong_input(small_models, shape, dtype, error, message)
         small_models[0](x.tolist())
 
 
-def test_a_model_without_a_compact_configuration_is_an_error(monkeypatch):
-    """A newly registered model must not silently get another model's compact settings."""
-    from types import MappingProxyType
+def test_a_model_registers_itself_with_its_sizes_and_one_without_sizes_is_refused():
+    """A model registered by its decorator alone is built by name, gets its own size function's
+    arguments, and one registered without a size function gets no other model's settings."""
+    from models import SincNet, build_model, compact_config
+    from models.nets import registry
 
-    from models import registry
+    def sizes(size, table):
+        return {"cnn_n_filt": (table["num_filters"], 8, 8), "fc_lay": (16, 16, 16)}
 
-    monkeypatch.setattr(registry, "MODELS", MappingProxyType({**registry.MODELS,
-                                                              "newnet": registry.MODELS["sincnet"]}))
-    with pytest.raises(ValueError, match="'newnet' has no compact configuration"):
-        registry.compact_config("newnet")
+    class TinySincNet(SincNet):
+        """A test's model: SincNet with narrower layers."""
+
+    class NoSizeNet(SincNet):
+        """A test's model without a compact or laptop configuration."""
+
+    try:
+        registry.register_model(sizes)(TinySincNet)
+        registry.register_model()(NoSizeNet)
+        kwargs = compact_config("Tiny-SincNet")
+        assert kwargs["cnn_n_filt"] == (40, 8, 8) and kwargs["clip_samples"] == 8000
+        assert type(build_model("tinysincnet", 3, **kwargs)) is TinySincNet
+        with pytest.raises(ValueError, match="'nosizenet' has no compact configuration"):
+            compact_config("nosizenet")
+        with pytest.raises(ValueError, match="registered twice"):
+            registry.register_model(sizes)(TinySincNet)
+    finally:
+        registry._MODELS.pop("tinysincnet", None)
+        registry._MODELS.pop("nosizenet", None)
 
 
 def test_build_from_config_accepts_what_build_model_accepts():
     from models import compact_config
-    from models.checkpoints import build_from_config
+    from models.training.checkpoints import build_from_config
 
     kwargs = compact_config("mssincresnet")
     sample_rate, clip = kwargs.pop("sample_rate"), kwargs.pop("clip_samples")
@@ -127,12 +145,42 @@ def test_build_from_config_accepts_what_build_model_accepts():
 
 
 def test_one_dataset_registry_drives_the_readers_and_the_cli():
-    from models import data
     from models.cli import build_parser
-    from models.datasets import DATASETS, KINDS
+    from models.data.registry import registered_datasets
+    from models.data.tracklists import DATASETS, KINDS
 
     kind = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
                 if a.dest == "kind")
-    assert tuple(kind.choices) == KINDS
-    for reader_name, _ in DATASETS.values():
-        assert callable(getattr(data, reader_name))
+    assert tuple(kind.choices) == KINDS == ("auto", *(d.kind for d in registered_datasets()))
+    assert set(DATASETS) == {"gtzan", "ismir2004", "folder", "manifest", "synthetic"}
+
+
+def test_auto_detection_asks_the_readers_by_rank(tmp_path):
+    """No reader is named in open_tracklist: a registered reader that recognises a path is
+    chosen before the any-folder layout, and the built-in layouts are recognised as before."""
+    from models.data import registry
+    from models.data.tracklists import detect_dataset, open_tracklist
+    from models.data.tracks import DataError, Track, TrackList
+
+    assert detect_dataset(None).kind == "synthetic"
+    (tmp_path / "list.csv").write_text("a.wav,rock\n")
+    assert detect_dataset(tmp_path / "list.csv").kind == "manifest"
+    assert detect_dataset(tmp_path).kind == "folder"
+    with pytest.raises(DataError, match="no such file or folder"):
+        open_tracklist(str(tmp_path / "missing"))
+    (tmp_path / "layout.marker").write_text("")
+
+    def marked(path):
+        return path is not None and (path / "layout.marker").is_file()
+
+    @registry.register_dataset("testlayout", "a test's layout", detect=marked, rank=50)
+    def read(root, classes, ignore_splits):
+        return TrackList("testlayout", [Track(root / f"{i}.wav", i % 2, str(i)) for i in range(4)],
+                         ["a", "b"])
+
+    try:
+        tracks = open_tracklist(str(tmp_path))
+        assert tracks.name == "testlayout" and len(tracks.tracks) == 4
+        assert open_tracklist(str(tmp_path), kind="testlayout").classes == ["a", "b"]
+    finally:
+        registry._DATASETS.pop("testlayout")

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from models.config import TrainConfig
-from models.cutoffs import cutoff_parameters, cutoff_shift, parameter_groups, shift_summary
-from models.data import Corpus
-from models.registry import SIZE_SETTINGS, build_model
-from models.train import Trainer
+from models.training.config import TrainConfig
+from models.training.cutoffs import cutoff_parameters, cutoff_shift, parameter_groups, shift_summary
+from models.data.cache import Corpus
+from models.nets.catalog import SIZE_SETTINGS, build_model
+from models.training.trainer import Trainer
 
 SEED = 11
 RATE = 16000
@@ -197,7 +197,7 @@ def test_frozen_cutoffs_stay_at_the_mel_initialisation(tmp_path):
 
 
 def test_card_and_log_record_the_shift(tmp_path):
-    from models.logs import read_log_csv
+    from models.base.logs import read_log_csv
 
     trainer, _ = train(laptop_config(), tmp_path)
     card = trainer.card(1)
@@ -221,7 +221,7 @@ def test_filterbank_figure_draws_start_end_and_shift():
     mel distance of each edge from the start (here: low edges up 10 Hz, high edges still)."""
     from matplotlib.figure import Figure
 
-    from models.plots import _draw_cutoffs, _draw_shifts
+    from models.inference.plots import _draw_cutoffs, _draw_shifts
 
     model = tiny_model()
     layer = model.banks[1].sinc
@@ -241,7 +241,7 @@ def test_filterbank_figure_draws_start_end_and_shift():
 
 
 def test_resuming_with_another_cutoff_treatment_is_a_clear_error(tmp_path):
-    from models.checkpoints import CheckpointError
+    from models.base.datafiles import CheckpointError
 
     train(laptop_config(cutoffs="learn"), tmp_path)
     corpus = band_corpus()

@@ -7,10 +7,17 @@ import pytest
 import soundfile as sf
 import torch
 
-from models.audio import AudioError, clip_starts, cut_clips, load_audio
-from models.data import (DataError, RandomClipDataset, folder_per_class, gtzan, ismir2004,
-                         load_corpus, make_splits, manifest, open_tracklist, stratified_folds,
-                         synthetic_tracklist)
+from models.data.audio import AudioError, clip_starts, cut_clips, load_audio
+from models.data.cache import load_corpus
+from models.data.clips import RandomClipDataset
+from models.data.readers.folder import folder_per_class
+from models.data.readers.gtzan import gtzan
+from models.data.readers.ismir2004 import ismir2004
+from models.data.readers.manifest import manifest
+from models.data.readers.synthetic import synthetic_tracklist
+from models.data.splits import make_splits, stratified_folds
+from models.data.tracklists import open_tracklist
+from models.data.tracks import DataError
 
 
 def tone(seconds, rate, channels=1, freq=440.0, seed=0):
@@ -76,7 +83,7 @@ def test_clips_hop_without_wraparound_and_pad_short_tracks():
 
 
 def fake_gtzan(root, per_genre=3, ext="wav"):
-    from models.data import GTZAN_GENRES
+    from models.data.readers.gtzan import GTZAN_GENRES
     for g_index, genre in enumerate(GTZAN_GENRES):
         folder = root / "genres" / genre
         folder.mkdir(parents=True)
@@ -100,7 +107,8 @@ def test_gtzan_tree_labels_and_a_readable_jazz_00054(tmp_path):
 
 
 def test_gtzan_filtered_split_sizes():
-    from models.data import Track, TrackList, gtzan_filtered_splits, GTZAN_GENRES
+    from models.data.readers.gtzan import gtzan_filtered_splits, GTZAN_GENRES
+    from models.data.tracks import Track, TrackList
     mapping = gtzan_filtered_splits()
     tracks = TrackList("gtzan", [Track(None, GTZAN_GENRES.index(n.split(".")[0]), n)
                                  for n in sorted(mapping)], list(GTZAN_GENRES))

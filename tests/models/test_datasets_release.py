@@ -17,10 +17,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from models.audio import fft_resample, load_audio
-from models.data import (GTZAN_GENRES, ISMIR2004_CLASSES, DataError, TrackList, gtzan,
-                         gtzan_filtered_splits, ismir2004, load_corpus, make_splits,
-                         open_tracklist)
+from models.data.audio import fft_resample, load_audio
+from models.data.cache import load_corpus
+from models.data.readers.gtzan import GTZAN_GENRES, gtzan, gtzan_filtered_splits
+from models.data.readers.ismir2004 import ISMIR2004_CLASSES, ismir2004
+from models.data.splits import make_splits
+from models.data.tracklists import open_tracklist
+from models.data.tracks import DataError, TrackList
 
 # (tracklist row as in the release, the file's path under audio/<subset>/ as in filenames.txt)
 TRAINING = [

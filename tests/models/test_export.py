@@ -18,11 +18,12 @@ import pytest
 import soundfile
 import torch
 
-from models.audio import Framing, resample, sinc_resample
-from models.checkpoints import load_checkpoint
+from models.data.audio import Framing, resample, sinc_resample
+from models.training.checkpoints import load_checkpoint
 from models.cli import main
-from models.export import ExportError, SongClassifier, export_classifier, read_torch_export_metadata
-from models.results import vote
+from models.inference.export import (ExportError, SongClassifier, export_classifier,
+                                     read_torch_export_metadata)
+from models.evaluation.results import vote
 from tests.models.authors_release import released_checkpoint
 from tests.models.helpers import randomise_batch_norms, relative_error
 from tests.models.test_authors_checkpoint import compact_release, random_release  # noqa: F401

@@ -4,7 +4,7 @@ import torch
 
 from models import (COMPACT, MODELS, MelResNet, MSSincResNet, SincNet, SincResNet, build_model,
                     compact_config, count_parameters, trunk_output_size)
-from models.summary import markdown_table, parameter_groups, summary_rows
+from models.nets.summary import markdown_table, parameter_groups, summary_rows
 from tests.models.helpers import (compact_model, melresnet_parameters, mssincresnet_parameters,
                                   resnet18_trunk_parameters, sincnet_parameters)
 

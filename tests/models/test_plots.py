@@ -11,9 +11,9 @@ import pytest
 import soundfile
 
 from models.cli import main
-from models.plots import (figure_pixels, plot_confusion, plot_filterbank, plot_representation,
-                          plot_training_curves, write_run_figures)
-from models.checkpoints import load_checkpoint
+from models.inference.plots import figure_pixels, plot_filterbank, plot_representation
+from models.inference.run_plots import plot_confusion, plot_training_curves, write_run_figures
+from models.training.checkpoints import load_checkpoint
 
 SCORES = {"confusion": [[3, 1, 0], [0, 4, 0], [1, 0, 2]], "classes": ["blues", "jazz", "rock"],
           "song_accuracy": 9 / 11}

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from models.audio import clip_starts
+from models.data.audio import clip_starts
 from models.cli import main
-from models.predict import Classifier, classify, find_audio_files, load_classifier
+from models.inference.predict import Classifier, classify, find_audio_files, load_classifier
 
 # name -> (sample rate, seconds, channels, soundfile format); compact clips are 0.5 s, hop 0.25 s
 SONGS = {
@@ -168,7 +168,7 @@ def test_inference_preparation_keeps_the_logits(spp):
 
     import torch
 
-    from models.predict import prepare_for_inference
+    from models.inference.predict import prepare_for_inference
     from tests.models.helpers import compact_clips, compact_model, randomise_batch_norms
 
     model = compact_model("mssincresnet", spp=spp).eval()

@@ -13,15 +13,20 @@ import numpy as np
 import pytest
 import torch
 
-import models.cli
-import models.data
-from models.audio import Framing
-from models.cli import build_parser, main, _config_from_args
-from models.data import RandomClipDataset, load_corpus, make_splits, synthetic_tracklist
-from models.evaluate import vote
-from models.recipes import SETTINGS, markdown_table, recipe_config
-from models.config import TrainConfig
-from models.train import EpochSampler, Trainer, learning_rate
+import models.commands.demo
+import models.data.cache
+import models.data.splits
+from models.data.audio import Framing
+from models.cli import build_parser, main
+from models.commands.settings import config_from_args
+from models.data.cache import load_corpus
+from models.data.clips import RandomClipDataset
+from models.data.readers.synthetic import synthetic_tracklist
+from models.data.splits import make_splits
+from models.evaluation.results import vote
+from models.training.recipes import SETTINGS, markdown_table, recipe_config
+from models.training.config import TrainConfig
+from models.training.trainer import EpochSampler, Trainer, learning_rate
 from tests.models.conftest import tiny_train_config
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -98,7 +103,7 @@ def test_readme_table_is_the_code_table():
 
 
 def cli_config(*argv):
-    return _config_from_args(build_parser().parse_args(["train", *argv]))
+    return config_from_args(build_parser().parse_args(["train", *argv]))
 
 
 def test_cli_recipes_and_overrides(tmp_path):
@@ -210,7 +215,7 @@ def test_vote_ties():
         vote(probs, "majority", "coin")
 
 
-def test_select_on_test_warns_and_keeps_the_best_test_epoch(tmp_path):
+def test_select_on_test_warns_and_keeps_the_best_test_epoch(tmp_path, capsys):
     tracks = synthetic_tracklist(songs_per_genre=3, seconds=1.0, seed=1)
     corpus = load_corpus(tracks, 16000, tmp_path / "cache", progress=False)
     splits = make_splits(tracks, "cv", 0, 3, validation=False)
@@ -219,7 +224,7 @@ def test_select_on_test_warns_and_keeps_the_best_test_epoch(tmp_path):
     trainer = Trainer(tiny_train_config(epochs=2, select_on="test"), corpus, splits,
                       tmp_path / "run", progress=False, log=lines.append)
     history = trainer.fit()
-    assert "optimistic" in lines[0]
+    assert "mssincresnet: warning: select_on='test'" in capsys.readouterr().err
     scores = [row["test_song_accuracy"] for row in history]
     assert trainer.best["selected_on"] == "test"
     assert trainer.best["epoch"] == int(np.argmax(scores)) + 1        # main.py's np.argmax
@@ -281,15 +286,15 @@ def test_demo_says_it_uses_a_random_trunk_and_keeps_its_schedule(monkeypatch, ca
         def __len__(self):
             return 0
 
-    monkeypatch.setattr(models.data, "load_corpus", lambda *a, **k: NoCorpus())
-    monkeypatch.setattr(models.data, "make_splits", lambda *a, **k: {s: [] for s in ("train", "valid", "test")})
-    monkeypatch.setattr(models.cli, "_train_one", record)
+    monkeypatch.setattr(models.data.cache, "load_corpus", lambda *a, **k: NoCorpus())
+    monkeypatch.setattr(models.data.splits, "make_splits", lambda *a, **k: {s: [] for s in ("train", "valid", "test")})
+    monkeypatch.setattr(models.commands.demo, "train_one", record)
     with pytest.raises(_Stop):
-        models.cli.command_demo(build_parser().parse_args(["demo", "--out", str(tmp_path)]))
+        models.commands.demo.command_demo(build_parser().parse_args(["demo", "--out", str(tmp_path)]))
     assert "random trunk" in capsys.readouterr().out
     config = seen["config"]
     assert config.backbone == "random"
-    s = models.cli.DEMO_SETTINGS               # its schedule as it always was: halvings counted
+    s = models.commands.demo.DEMO_SETTINGS               # its schedule as it always was: halvings counted
     old = [s["warmup_lr"] if e < s["warmup_epochs"]       # from the end of the warm-up
            else s["lr"] * 0.5 ** ((e - s["warmup_epochs"]) // s["halve_every"]) for e in range(12)]
     assert [learning_rate(config, e) for e in range(12)] == old

@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from models.cli import main
-from models.synthetic import GENRES, synthesize_song
+from models.data.synthetic import GENRES, synthesize_song
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = ["--compact", "--epochs", "1", "--batch-size", "8", "--clips-per-song", "1",
@@ -107,7 +107,8 @@ def test_repeated_file_names_keep_their_declared_splits(album_tree, tmp_path, ca
 
 
 def test_a_row_without_split_is_an_error_unless_cv_is_asked_for(album_tree, tmp_path, capsys):
-    from models.data import DataError, manifest
+    from models.data.readers.manifest import manifest
+    from models.data.tracks import DataError
 
     rows = [(f"{GENRES[g].name}/a/{i}.wav", GENRES[g].name, "train") for g in (0, 1)
             for i in range(2)]
@@ -119,7 +120,8 @@ def test_a_row_without_split_is_an_error_unless_cv_is_asked_for(album_tree, tmp_
 
 
 def test_classes_fix_the_label_set_and_typos_are_caught(album_tree):
-    from models.data import DataError, manifest
+    from models.data.readers.manifest import manifest
+    from models.data.tracks import DataError
 
     rows = [(f"{GENRES[0].name}/a/0.wav", "noise", "train"),
             (f"{GENRES[0].name}/a/1.wav", "Noise", "train"),
@@ -135,7 +137,8 @@ def test_classes_fix_the_label_set_and_typos_are_caught(album_tree):
 
 
 def test_folder_classes_option_orders_and_checks(music):
-    from models.data import DataError, open_tracklist
+    from models.data.tracklists import open_tracklist
+    from models.data.tracks import DataError
 
     names = [GENRES[1].name, GENRES[0].name]
     tracklist = open_tracklist(str(music), "folder", classes=names)
@@ -211,9 +214,11 @@ def test_resume_into_another_folder_carries_the_best_checkpoint(music, finished,
 
 
 def test_a_model_mismatch_is_one_readable_line(finished, music, tmp_path):
-    from models.data import load_corpus, open_tracklist
-    from models.checkpoints import CheckpointError, read_checkpoint
-    from models.train import Trainer
+    from models.data.cache import load_corpus
+    from models.data.tracklists import open_tracklist
+    from models.base.datafiles import CheckpointError
+    from models.training.checkpoints import read_checkpoint
+    from models.training.trainer import Trainer
     from tests.models.conftest import tiny_train_config
 
     state = read_checkpoint(finished / "last.pt")
@@ -231,7 +236,7 @@ def test_a_model_mismatch_is_one_readable_line(finished, music, tmp_path):
 
 def test_divergence_stops_with_a_message_and_keeps_the_last_checkpoint(music, finished, capsys,
                                                                       monkeypatch):
-    import models.train as train_module
+    import models.training.trainer as train_module
 
     good = torch.load(finished / "last.pt", weights_only=True)["model_state"]
     real = train_module.F.cross_entropy
@@ -249,7 +254,7 @@ def test_divergence_stops_with_a_message_and_keeps_the_last_checkpoint(music, fi
 # --- 6. rough edges ------------------------------------------------------------------------
 
 def test_unusable_files_say_what_is_wrong_and_decoders_stay_quiet(tmp_path, capfd):
-    from models.audio import AudioError, load_audio
+    from models.data.audio import AudioError, load_audio
 
     write_song(tmp_path / "good.wav", 0, 0)
     data = (tmp_path / "good.wav").read_bytes()

@@ -3,13 +3,14 @@ every model at the laptop size."""
 import pytest
 import torch
 
-from models.cli import _config_from_args, _explicit_settings, build_parser
-from models.recipes import recipe_config
-from models.registry import LAPTOP, MODELS, SIZE_SETTINGS, build_model, size_config
+from models.cli import build_parser
+from models.commands.settings import config_from_args, explicit_settings
+from models.training.recipes import recipe_config
+from models.nets.catalog import LAPTOP, MODELS, SIZE_SETTINGS, build_model, size_config
 
 
 def cli_config(*argv):
-    return _config_from_args(build_parser().parse_args(["train", *argv]))
+    return config_from_args(build_parser().parse_args(["train", *argv]))
 
 
 def test_laptop_keeps_the_papers_front_end_and_learns_its_cutoffs():
@@ -47,7 +48,7 @@ def test_compact_is_an_alias_and_paper_keeps_the_recipe():
 
 
 def test_size_is_a_record_a_resume_does_not_compare():
-    explicit = _explicit_settings(build_parser().parse_args(["train", "--size", "laptop"]))
+    explicit = explicit_settings(build_parser().parse_args(["train", "--size", "laptop"]))
     assert "size" not in explicit and explicit["cutoffs"] == "learn"
 
 

@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from models.data import load_corpus, make_splits, synthetic_tracklist
-from models.checkpoints import CheckpointError, load_checkpoint
-from models.config import TrainConfig
-from models.fileio import atomic_torch_save
-from models.logs import read_log_csv
-from models.train import Trainer, learning_rate
+from models.data.cache import load_corpus
+from models.data.readers.synthetic import synthetic_tracklist
+from models.data.splits import make_splits
+from models.base.datafiles import CheckpointError
+from models.training.checkpoints import load_checkpoint
+from models.training.config import TrainConfig
+from models.base.fileio import atomic_torch_save
+from models.base.logs import read_log_csv
+from models.training.trainer import Trainer, learning_rate
 from tests.models.conftest import tiny_train_config
 
 

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from models.cli import WARMUP_SHARE, build_parser, main
+from models.cli import build_parser, main
+from models.commands.train import WARMUP_SHARE
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--compact", "--batch-size", "8", "--clips-per-song", "1", "--device", "cpu"]
@@ -26,9 +27,9 @@ TINY = ["--compact", "--batch-size", "8", "--clips-per-song", "1", "--device", "
 
 def settings(*argv):
     """The TrainConfig that ``mssincresnet train DATA ARGV`` would train with."""
-    from models.cli import _config_from_args
+    from models.commands.settings import config_from_args
 
-    return _config_from_args(build_parser().parse_args(["train", "data", *argv]))
+    return config_from_args(build_parser().parse_args(["train", "data", *argv]))
 
 
 # ------------------------------------------------------------------- 1: flags are honoured
@@ -53,7 +54,7 @@ def test_compact_keeps_the_clip_and_hop_the_user_gives():
 def test_a_clip_of_ones_own_keeps_the_lookback_share_as_in_python(clip):
     """``--recipe authors --clip-seconds C`` is :func:`models.recipes.recipe_config`'s
     ``clip_seconds=C``: the look-back keeps its 2 s of 3 (it used to stay 2 s, an error)."""
-    from models.recipes import recipe_config
+    from models.training.recipes import recipe_config
 
     want = recipe_config("authors", clip_seconds=clip)
     got = settings("--recipe", "authors", "--clip-seconds", str(clip))
@@ -74,7 +75,7 @@ def test_compact_model_trains_on_the_clips_given():
     """The model built from ``--compact --clip-seconds 3`` takes 3-s clips end to end."""
     import torch
 
-    from models.checkpoints import build_from_config
+    from models.training.checkpoints import build_from_config
 
     config = settings("--compact", "--clip-seconds", "3", "--backend", "reference")
     model = build_from_config(config.model, 4, config.model_kwargs, config.sample_rate,
@@ -91,7 +92,7 @@ def test_compact_model_trains_on_the_clips_given():
 @pytest.mark.parametrize("epochs,warmup", [(200, 5), (20, 5), (21, 5), (8, 5), (5, 5), (3, 5),
                                            (12, 1), (4, 1), (10, 0)])
 def test_warmup_warning_fires_when_the_warmup_takes_a_large_share(epochs, warmup, capsys):
-    from models.cli import _warn_about_schedule
+    from models.commands.train import _warn_about_schedule
 
     _warn_about_schedule(settings("--epochs", str(epochs), "--warmup-epochs", str(warmup)))
     err = capsys.readouterr().err
@@ -105,7 +106,7 @@ def test_warmup_warning_fires_when_the_warmup_takes_a_large_share(epochs, warmup
 
 # ---------------------------------------- 2: cards describe the model trained (SincNet flags)
 def card_of(**changes):
-    from models.card import build_card
+    from models.training.card import build_card
     from tests.models.conftest import tiny_train_config
 
     config = tiny_train_config(**changes)
@@ -117,7 +118,7 @@ def card_of(**changes):
 
 def test_sincnet_card_has_neither_spatial_pyramid_nor_trunk():
     from models import compact_config
-    from models.card import card_markdown
+    from models.training.card import card_markdown
 
     kwargs = {k: v for k, v in compact_config("sincnet").items()
               if k not in ("sample_rate", "clip_samples")}
@@ -132,7 +133,7 @@ def test_sincnet_card_has_neither_spatial_pyramid_nor_trunk():
 
 
 def test_resnet_cards_name_their_head_and_trunk():
-    from models.card import card_markdown
+    from models.training.card import card_markdown
 
     paper = card_of(spp=True, backbone="random")
     assert paper["trunk"] == "random" and "trunk random" in paper["summary"]
@@ -161,7 +162,7 @@ SPLIT_OF_SONG = ("train", "train", "valid", "test")
 def manifest(tmp_path_factory):
     """A manifest that declares its own split: 3 genres x 4 songs (2 train, 1 valid, 1 test),
     22.05 kHz files, plus one corrupt file that the run skips."""
-    from models.synthetic import GENRES, synthesize_song
+    from models.data.synthetic import GENRES, synthesize_song
 
     root = tmp_path_factory.mktemp("manifest")
     rows = []
@@ -230,7 +231,7 @@ def test_cross_validation_flags_on_a_predefined_split_are_an_error(manifest, tmp
 
 
 def test_sincnet_card_and_summary_of_a_trained_run(sincnet_run):
-    from models.predict import load_classifier
+    from models.inference.predict import load_classifier
 
     code, out, _, stderr = sincnet_run
     assert "note: sincnet has no ResNet trunk; all its layers start random" in stderr
@@ -242,7 +243,7 @@ def test_sincnet_card_and_summary_of_a_trained_run(sincnet_run):
 
 
 def test_times_are_wall_times_with_the_step_time_beside(sincnet_run):
-    from models.logs import read_log_csv
+    from models.base.logs import read_log_csv
 
     _, out, _, _ = sincnet_run
     rows = read_log_csv(out / "log.csv")
@@ -273,8 +274,10 @@ class _Terminal(io.StringIO):
 
 @pytest.mark.parametrize("terminal", [True, False])
 def test_training_evaluation_shows_progress_on_a_terminal_only(terminal, tmp_path, monkeypatch):
-    from models.data import load_corpus, make_splits, synthetic_tracklist
-    from models.train import Trainer
+    from models.data.cache import load_corpus
+    from models.data.readers.synthetic import synthetic_tracklist
+    from models.data.splits import make_splits
+    from models.training.trainer import Trainer
     from tests.models.conftest import tiny_train_config
 
     tracks = synthetic_tracklist(songs_per_genre=3, seconds=1.0, seed=4)
@@ -329,9 +332,9 @@ def test_predict_names_vote_share_and_mean_probability(tiny_run, tmp_path, capsy
     the clip probabilities computed here from the model itself."""
     import torch
 
-    from models.audio import load_audio
-    from models.predict import load_classifier
-    from models.synthetic import GENRES, synthesize_song
+    from models.data.audio import load_audio
+    from models.inference.predict import load_classifier
+    from models.data.synthetic import GENRES, synthesize_song
 
     seed = 21
     print("seed", seed)
@@ -372,7 +375,7 @@ def test_predict_names_vote_share_and_mean_probability(tiny_run, tmp_path, capsy
 
 # ----------------------------------------------------------- the demo says what it shows
 def test_demo_scope_points_to_a_real_recordings_section():
-    from models.cli import DEMO_SCOPE
+    from models.commands.demo import DEMO_SCOPE
 
     readme = (ROOT / "README.md").read_text()
     assert "## Real recordings" in readme.splitlines()
@@ -387,7 +390,7 @@ def test_demo_scope_points_to_a_real_recordings_section():
 def test_a_split_without_a_class_gets_the_remedy_of_its_protocol(protocol, remedy, capsys):
     from types import SimpleNamespace
 
-    from models.cli import _warn_about_splits
+    from models.commands.train import _warn_about_splits
 
     corpus = SimpleNamespace(labels=np.array([0, 1, 0, 0, 0, 1]), classes=["a", "b"])
     splits = {"train": np.array([0, 1]), "valid": np.array([2, 3]), "test": np.array([4, 5])}

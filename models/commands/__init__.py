@@ -1,0 +1,1 @@
+"""One module per command of ``mssincresnet`` (:mod:`models.cli` parses and dispatches)."""
