@@ -19,31 +19,22 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, Optional
 
 import torch
 
+from ..arguments import FilterbankConfig
+
 __all__ = ["FilterbankConfig", "Backend", "register_backend", "get_backend", "available_backends",
            "unavailable_backends", "resolve_backend", "load_builtin_backends", "PRECISIONS",
-           "assume_constant_result"]
+           "assume_constant_result", "default_precision"]
 
 PRECISIONS = ("ieee", "tf32", "bf16")
 
 
-class FilterbankConfig(NamedTuple):
-    """The non-tensor arguments of the operation, passed to every backend."""
-
-    kernel_size: int        # odd filter length L
-    sample_rate: float
-    min_low_hz: float
-    min_band_hz: float
-    pool_bins: int
-    training: bool          # True: normalise with batch statistics
-    eps: float
-    precision: str          # one of PRECISIONS
-    # False: no backward will run (no gradient is wanted), so the mask bits and bin statistics
-    # are not needed; a backend may then leave them out (the op returns empty ones either way)
-    keep_saved: bool = True
+def default_precision(device_type: str) -> str:
+    """'bf16' on CUDA (tensor cores with fp32 accumulation), 'ieee' everywhere else."""
+    return "bf16" if device_type == "cuda" else "ieee"
 
 
 @dataclass(frozen=True)
