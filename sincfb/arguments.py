@@ -15,7 +15,16 @@ from typing import NamedTuple
 
 __all__ = ["Arg", "OP_ARGS", "BACKWARD_TENSORS", "BACKWARD_FLAGS", "OP_RETURNS", "schema",
            "backward_schema", "backward_args", "forwarded", "config_type", "inputs_type", "FilterbankConfig",
-           "OpInputs", "BackwardInputs"]
+           "OpInputs", "BackwardInputs", "PRECISIONS", "default_precision"]
+
+
+#: The operand precisions of the ``precision`` argument (DESIGN.md §4).
+PRECISIONS = ("ieee", "tf32", "bf16")
+
+
+def default_precision(device_type: str) -> str:
+    """'bf16' on CUDA (tensor cores with fp32 accumulation), 'ieee' everywhere else."""
+    return "bf16" if device_type == "cuda" else "ieee"
 
 
 class _Required:
@@ -63,7 +72,7 @@ OP_ARGS = (
         config=True),
     Arg("eps", "float", "BatchNorm's epsilon", config=True),
     Arg("backend", "str", "a registered backend's name (resolved: never 'auto')"),
-    Arg("precision", "str", "'ieee', 'tf32' or 'bf16' (sincfb.backends.PRECISIONS)", config=True),
+    Arg("precision", "str", "one of PRECISIONS", config=True),
     Arg("keep_saved", "bool", "False: no backward will run, so the mask bits and bin statistics "
         "are not needed; a backend may leave them out (the op returns empty ones either way)",
         default=True, config=True, backward=False),

@@ -23,18 +23,12 @@ from typing import Callable, Optional
 
 import torch
 
-from ..arguments import FilterbankConfig
+from ..arguments import PRECISIONS, FilterbankConfig, default_precision
 
 __all__ = ["FilterbankConfig", "Backend", "register_backend", "get_backend", "available_backends",
            "unavailable_backends", "resolve_backend", "load_builtin_backends", "PRECISIONS",
            "assume_constant_result", "default_precision"]
 
-PRECISIONS = ("ieee", "tf32", "bf16")
-
-
-def default_precision(device_type: str) -> str:
-    """'bf16' on CUDA (tensor cores with fp32 accumulation), 'ieee' everywhere else."""
-    return "bf16" if device_type == "cuda" else "ieee"
 
 
 @dataclass(frozen=True)

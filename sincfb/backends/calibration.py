@@ -186,9 +186,8 @@ def _time_backend(backend: str, problem: Problem, device_type: str, repeats: int
     """Median seconds of one call (forward, and backward in training) of the registered operation
     on ``backend`` with random data of the problem's shape, after one warm-up call. 'auto' is
     resolved by :mod:`sincfb.ops`, which registered ``torch.ops.sincfb.filterbank`` first."""
-    from ..arguments import OpInputs
+    from ..arguments import OpInputs, default_precision
     from ..filters import mel_init
-    from . import default_precision
 
     dtype = getattr(torch, problem.dtype)
     x = torch.randn(problem.batch, 1, problem.samples, dtype=dtype, device=device_type,
