@@ -6,6 +6,7 @@ Each script (``bench.harness`` for W1/W2, ``bench.model_bench``, ``bench.interle
 """
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
@@ -25,7 +26,8 @@ from models.fileio import atomic_write_json
 
 __all__ = ["SAMPLE_RATE", "REPOSITORY", "package_version", "git_commit", "device_name",
            "device_slug", "load_average", "measured_auto_choices", "run_metadata", "ratio",
-           "csv_list", "default_device", "results_path", "write_json_atomic"]
+           "csv_list", "default_device", "add_run_arguments", "results_path", "write_json_atomic",
+           "BF16Autocast"]
 
 #: The sample rate of every benchmark's audio (the paper's, MS-SincResNet's).
 SAMPLE_RATE = 16000
@@ -130,6 +132,40 @@ def csv_list(kind: Callable = str) -> Callable[[str], list]:
 def default_device(device: Optional[str]) -> str:
     """``device``, else 'cuda' when a GPU is present, else 'cpu'."""
     return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _threads(text: str) -> int:
+    """argparse type of --threads: a whole number >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--threads must be >= 1, got {value}")
+    return value
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """The options every benchmark run takes: --device (default: :func:`default_device`),
+    --threads (default: torch's), --out (``out_help`` says where it goes by default), --quiet."""
+    parser.add_argument("--device", default=default_device(None),
+                        help="cpu, cuda or cuda:N (default: cuda if available)")
+    parser.add_argument("--threads", type=_threads, default=torch.get_num_threads(),
+                        help="torch threads (default: torch's default)")
+    parser.add_argument("--out", type=Path, help=out_help)
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+class BF16Autocast(torch.nn.Module):
+    """Runs the wrapped module under bf16 autocast (torch.compile traces through the context):
+    the baselines' mixed-precision variants."""
+
+    def __init__(self, inner: torch.nn.Module, device_type: str):
+        super().__init__()
+        self.inner = inner
+        self.device_type = device_type
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The wrapped module's output, computed under ``torch.autocast(..., bfloat16)``."""
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            return self.inner(x)
 
 
 def results_path(meta: dict, prefix: str = "") -> Path:

@@ -25,7 +25,6 @@ import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable, Optional
 
 import torch
@@ -33,7 +32,7 @@ from torch import nn
 
 import sincfb
 from sincfb._build import quiet_cuda_home_notice as quiet_cuda_home_warning
-from bench.common import (SAMPLE_RATE, csv_list, default_device, load_average,
+from bench.common import (SAMPLE_RATE, BF16Autocast, add_run_arguments, csv_list, load_average,
                           measured_auto_choices, package_version, ratio, results_path,
                           run_metadata, write_json_atomic)
 from bench.peers import PEERS, installed_peers, make_peer_bank, peer_fields
@@ -108,20 +107,6 @@ class MultiBankFrontEnd(nn.Module):
         """(B, 1, N) raw audio -> (B, banks, K, P)."""
         normed = self.norm(waveforms)
         return torch.stack([bank(normed) for bank in self.banks], dim=1)
-
-
-class BF16Autocast(nn.Module):
-    """Runs the wrapped module under bf16 autocast (torch.compile traces through the context)."""
-
-    def __init__(self, inner: nn.Module, device_type: str):
-        super().__init__()
-        self.inner = inner
-        self.device_type = device_type
-
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """The wrapped module's output, computed under ``torch.autocast(..., bfloat16)``."""
-        with torch.autocast(self.device_type, dtype=torch.bfloat16):
-            return self.inner(waveforms)
 
 
 def build_model(spec: dict) -> nn.Module:
@@ -490,10 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no subprocess per case (faster; CPU peak memory is then not reported)")
     p.add_argument("--min-time", type=float, help="seconds of timed runs per case "
                    f"(default {DEFAULT_MIN_TIME}; {CPU_MIN_TIME['tiny']} for tiny)")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
-    p.add_argument("--out", type=Path, help="results JSON (default bench/results/<device>-<size>-<date>.json)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_run_arguments(p, "results JSON (default bench/results/<device>-<size>-<date>.json)")
     return p
 
 
@@ -501,11 +483,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     """Parse and complete the arguments (defaults that depend on the device)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.device = default_device(args.device)
     cuda = torch.device(args.device).type == "cuda"
     args.size = args.size or ("paper" if cuda else "small")
     args.min_time = args.min_time or CPU_MIN_TIME.get(args.size, DEFAULT_MIN_TIME)
-    args.threads = args.threads or torch.get_num_threads()
     args.isolate = not (args.in_process or cuda)   # one process is fine on CUDA
     for name, allowed in (("workloads", MODES), ("modes", ALL_MODES)):
         bad = set(getattr(args, name)) - set(allowed)

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import harness
-from bench.common import (SAMPLE_RATE, csv_list, default_device, load_average,
+from bench.common import (SAMPLE_RATE, BF16Autocast, add_run_arguments, csv_list, load_average,
                           measured_auto_choices, package_version, ratio, results_path,
                           run_metadata, write_json_atomic)
 
@@ -89,7 +89,7 @@ def build_runner(spec: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
     """``(model, runner)`` for a case: the parameters to optimise, and the module to call (the
     model itself, or wrapped for autocast and compiled)."""
     from models import MSSincResNet
-    from bench.authors_model import AuthorsMSSincResNet, Tuned
+    from bench.authors_model import AuthorsMSSincResNet
 
     size, impl, device = spec["size"], spec["impl"], torch.device(spec["device"])
     torch.manual_seed(spec["seed"])       # the same weights for every implementation
@@ -109,7 +109,7 @@ def build_runner(spec: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
     model = model.to(device)
     if amp:
         model = model.to(memory_format=torch.channels_last)
-    runner = Tuned(model, device.type) if amp else model
+    runner = BF16Autocast(model, device.type) if amp else model
     if impl == TUNED:
         # A fresh dynamo state per case, so an earlier case's graphs cannot count against this one.
         torch._dynamo.reset()
@@ -372,12 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"the tuned baseline without torch.compile ({TUNED_EAGER})")
     p.add_argument("--repeats", type=int, default=5, help="timed calls per CPU case (default 5)")
     p.add_argument("--min-time", type=float, default=1.0, help="seconds of timing per CUDA case")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
-    p.add_argument("--out", type=Path,
-                   help="results JSON (default bench/results/model-<device>-<size>-<date>.json); "
-                        "the markdown table goes beside it (.md)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_run_arguments(p, "results JSON (default bench/results/model-<device>-<size>-<date>.json); "
+                         "the markdown table goes beside it (.md)")
     return p
 
 
@@ -385,9 +381,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     """Parse and complete the arguments (defaults that depend on the device)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.device = default_device(args.device)
     args.size = args.size or ("paper" if torch.device(args.device).type == "cuda" else "compact")
-    args.threads = args.threads or torch.get_num_threads()
     for name, allowed in (("workloads", WORKLOADS), ("impls", IMPLS)):
         bad = set(getattr(args, name) or ()) - set(allowed)
         if bad:
