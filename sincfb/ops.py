@@ -16,6 +16,10 @@ one call and returns::
                                                     zhat there (NaN when the bin holds a
                                                     non-finite zhat anywhere)
 
+Its arguments, and those of its backward, are declared once in :mod:`sincfb.arguments` (names,
+schema types, defaults, what each is); the schemas, the fake, the autograd context and the
+:class:`~sincfb.arguments.FilterbankConfig` backends receive are derived from there.
+
 Only ``out`` is differentiable; the other four are what the hand-written backward
 (``sincfb::filterbank_backward``) needs. The op's last argument ``keep_saved`` (default True) set
 to False says no backward will run: ``mask_bits`` and ``bin_stats`` then come back empty,

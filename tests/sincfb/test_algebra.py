@@ -8,7 +8,7 @@ from sincfb.backends import FilterbankConfig
 from sincfb.backends.reference import reference_backward, reference_forward
 from sincfb.filters import cutoff_parameter_grads, sinc_filters
 from tests.oracles import authors_bank, randomise_bank
-from tests.sincfb.conformance import relative_error
+from tests.tolerance import relative_error
 
 CASES = [(2, 300, 6, 31, 13), (1, 200, 5, 11, 7), (3, 150, 4, 51, 100)]
 

@@ -12,7 +12,7 @@ from sincfb import FusedSincFilterbank, fused_sinc_filterbank
 from sincfb.lowering import eval_filterbank
 from sincfb.pooling import bin_means
 from tests.oracles import randomise_bank
-from tests.sincfb.conformance import relative_error
+from tests.tolerance import relative_error
 
 
 @pytest.mark.parametrize("length,bins", [(47000, 1024), (46081, 1024), (100, 7), (64, 64),

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from sincfb import FusedSincFilterbank, SincConv
 from tests.oracles import AuthorsSincConv, authors_bank, randomise_bank
-from tests.sincfb.conformance import relative_error
+from tests.tolerance import relative_error
 
 SEQUENTIAL_KEYS = {"0.low_hz_", "0.band_hz_", "1.weight", "1.bias", "1.running_mean",
                    "1.running_var", "1.num_batches_tracked"}
