@@ -44,8 +44,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .arguments import (BACKWARD_TENSORS, OP_ARGS, BackwardInputs, FilterbankConfig, OpInputs,
-                        backward_schema, forwarded, schema)
+from .arguments import (BACKWARD_TENSORS, OP_ARGS, OP_RETURNS, BackwardInputs, FilterbankConfig,
+                        OpInputs, backward_schema, forwarded, schema)
 from .backends import (PRECISIONS, default_precision, get_backend, load_builtin_backends,
                        resolve_backend)
 from .backends.calibration import Problem
@@ -144,15 +144,16 @@ def _filterbank_backward_fake(*inputs):
 
 
 def _setup_context(ctx, inputs, output):
+    """Keep, by name, what the backward op takes: its saved tensors (the op's inputs and outputs,
+    a missing affine filled in) and the op's non-tensor arguments it declares."""
     a = OpInputs(*inputs)
-    _, mean, var, mask_bits, bin_stats = output
     ctx.affine_given = (a.weight is not None, a.bias is not None)
     weight, bias = _affine(a.x, a.low_hz_, a.weight, a.bias, a.running_mean)
-    ctx.save_for_backward(a.x, a.low_hz_, a.band_hz_, weight, bias, mean, var, mask_bits,
-                          bin_stats)
-    ctx.forwarded = tuple(getattr(a, arg.name) for arg in forwarded())
+    values = {**a._asdict(), "weight": weight, "bias": bias, **dict(zip(OP_RETURNS, output))}
+    ctx.save_for_backward(*(values[name] for name in BACKWARD_TENSORS[1:]))   # all but grad_out
+    ctx.forwarded = tuple(values[arg.name] for arg in forwarded())
     ctx.keep_saved = a.keep_saved
-    ctx.mark_non_differentiable(mean, var, mask_bits, bin_stats)
+    ctx.mark_non_differentiable(*output[1:])
 
 
 def _backward(ctx, grad_out, *_unused_grads):
