@@ -42,6 +42,18 @@ SHAPES = [
 ]
 
 
+def poison_allocations(monkeypatch) -> None:
+    """Make every tensor allocated with ``new_empty`` start as NaN (0xFF for bytes), so that an
+    element a backend leaves unwritten cannot pass a comparison."""
+    original = torch.Tensor.new_empty
+
+    def poisoned_new_empty(self, *size, **kwargs):
+        t = original(self, *size, **kwargs)
+        return t.fill_(255) if t.dtype == torch.uint8 else t.fill_(float("nan"))
+
+    monkeypatch.setattr(torch.Tensor, "new_empty", poisoned_new_empty)
+
+
 def capture_activations(oracle) -> dict:
     """Keep the composite's filter output ``y`` and BatchNorm output ``z`` (with its gradient)."""
     seen = {}

@@ -3,7 +3,7 @@ fixture of tests/sincfb/conftest.py): the output, the five gradients and the run
 against the authors' composite in float64 (:func:`tests.sincfb.conformance.check_against_composite`)
 within DESIGN.md §4's bounds (:func:`tests.tolerance.tolerance`), on fixed awkward shapes and on random ones,
 and ``torch.library.opcheck`` of the registered op (schema, fake, autograd registration,
-torch.compile's view of it).
+torch.compile's view of it), with every allocation poisoned.
 
 A backend's own test file keeps what is particular to it (its kernels stage by stage, its memory
 and index arithmetic, its place in 'auto'); what every backend must do is here, once.
@@ -16,7 +16,7 @@ from sincfb import FusedSincFilterbank
 from sincfb.arguments import OpInputs
 from tests.oracles import randomise_bank
 from tests.seeds import examples
-from tests.sincfb.conformance import SHAPES, Shape, check_against_composite
+from tests.sincfb.conformance import SHAPES, Shape, check_against_composite, poison_allocations
 
 #: The most work (samples x filters x taps) of a shape run on an emulated backend, and from which
 #: work on it one step (not two) is checked: a pass at the first bound takes ten seconds and more
@@ -69,6 +69,16 @@ def test_random_shapes(backend, batch, channels, kernel_size, n_out, data):
     check_against_composite(backend.name, shape, data.draw(st.booleans()), backend.dtype,
                             precision="ieee", steps=1, device=backend.device,
                             seed=data.draw(st.integers(0, 2**20)))
+
+
+def test_allocations_are_fully_written(backend, monkeypatch):
+    """Every tensor the backend allocates with new_empty starts as NaN / 0xFF: an element it
+    forgets to write fails. 1500 samples: two of the C++ kernels' tiles (emulated: 300)."""
+    poison_allocations(monkeypatch)
+    shape = Shape(2, 300 if backend.emulated else 1500, 5, 31, 7)
+    for training in (True, False):
+        check_against_composite(backend.name, shape, training, backend.dtype, precision="ieee",
+                                device=backend.device, steps=1)
 
 
 @pytest.mark.parametrize("training", [True, False])

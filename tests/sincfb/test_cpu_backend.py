@@ -190,19 +190,6 @@ def test_fused_backward_products_match_algebra(B, N, K, L, P, dtype):
     assert relative_error(grad_x, want_dx) < tol
 
 
-def test_backend_allocations_are_fully_written(monkeypatch):
-    """Every tensor the backend allocates with new_empty starts as NaN / 0xFF here."""
-    original = torch.Tensor.new_empty
-
-    def poisoned_new_empty(self, *size, **kwargs):
-        t = original(self, *size, **kwargs)
-        return t.fill_(255) if t.dtype == torch.uint8 else t.fill_(float("nan"))
-
-    monkeypatch.setattr(torch.Tensor, "new_empty", poisoned_new_empty)
-    for training in (True, False):
-        check_against_composite("cpu", Shape(2, 1500, 5, 31, 7), training, steps=1)
-
-
 def test_offsets_beyond_int32():
     """B K N_out > 2^31: the last filter's mask bits, pooled output, bin sums and both backward
     products are right (only the last filter is checked; scaled filters are zero elsewhere)."""

@@ -12,7 +12,7 @@ from sincfb.backends import resolve_backend
 from sincfb.backends.common import CPU_CROSSOVER_LENGTH
 from sincfb.backends.cpu import auto_priority_cpu_direct
 from tests.oracles import randomise_bank
-from tests.sincfb.conformance import SHAPES, Shape, check_against_composite
+from tests.sincfb.conformance import SHAPES, Shape, check_against_composite, poison_allocations
 from tests.tolerance import relative_error, tolerance
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -47,16 +47,11 @@ def test_chunks_bound_memory_and_join_exactly(monkeypatch, training):
     assert max(largest) <= 2 * shape.batch
 
 
-def test_backend_allocations_are_fully_written(monkeypatch):
-    """Tensor-op path: every tensor allocated with new_empty starts as NaN / 0xFF."""
+def test_tensor_op_allocations_are_fully_written(monkeypatch):
+    """Tensor-op path: every tensor allocated with new_empty starts as NaN / 0xFF (the C++ path:
+    test_conformance.py)."""
     monkeypatch.setattr(fft_backend, "USE_CPP_KERNELS", False)
-    original = torch.Tensor.new_empty
-
-    def poisoned_new_empty(self, *size, **kwargs):
-        t = original(self, *size, **kwargs)
-        return t.fill_(255) if t.dtype == torch.uint8 else t.fill_(float("nan"))
-
-    monkeypatch.setattr(torch.Tensor, "new_empty", poisoned_new_empty)
+    poison_allocations(monkeypatch)
     for training in (True, False):
         check_against_composite("fft", Shape(2, 500, 5, 31, 7), training, steps=1)
 
