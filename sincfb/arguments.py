@@ -13,9 +13,9 @@ from __future__ import annotations
 import collections
 from typing import NamedTuple
 
-__all__ = ["Arg", "OP_ARGS", "BACKWARD_TENSORS", "BACKWARD_FLAGS", "OP_RETURNS", "schema",
-           "backward_schema", "backward_args", "forwarded", "config_type", "inputs_type", "FilterbankConfig",
-           "OpInputs", "BackwardInputs", "PRECISIONS", "default_precision"]
+__all__ = ["Arg", "REQUIRED", "OP_ARGS", "BACKWARD_TENSORS", "BACKWARD_FLAGS", "OP_RETURNS",
+           "schema", "backward_schema", "backward_args", "forwarded", "config_type", "inputs_type",
+           "FilterbankConfig", "OpInputs", "BackwardInputs", "PRECISIONS", "default_precision"]
 
 
 #: The operand precisions of the ``precision`` argument (DESIGN.md §4).
@@ -34,6 +34,7 @@ class _Required:
         return "REQUIRED"
 
 
+#: The default of an argument the caller must give.
 REQUIRED = _Required()
 
 

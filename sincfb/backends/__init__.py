@@ -26,8 +26,8 @@ import torch
 from ..arguments import PRECISIONS, FilterbankConfig, default_precision
 
 __all__ = ["FilterbankConfig", "Backend", "register_backend", "get_backend", "registered_backends",
-           "available_backends", "unavailable_backends", "resolve_backend", "load_builtin_backends", "PRECISIONS",
-           "assume_constant_result", "default_precision"]
+           "available_backends", "unavailable_backends", "resolve_backend", "load_builtin_backends",
+           "PRECISIONS", "assume_constant_result", "default_precision"]
 
 
 

@@ -1,9 +1,9 @@
 """The conformance every registered backend runs, on every device it runs on (the ``backend``
 fixture of tests/sincfb/conftest.py): the output, the five gradients and the running statistics
 against the authors' composite in float64 (:func:`tests.sincfb.conformance.check_against_composite`)
-within DESIGN.md §4's bounds (:func:`tests.tolerance.tolerance`), on fixed awkward shapes and on random ones,
-and ``torch.library.opcheck`` of the registered op (schema, fake, autograd registration,
-torch.compile's view of it), with every allocation poisoned.
+within DESIGN.md §4's bounds (:func:`tests.tolerance.tolerance`), on fixed awkward shapes and on
+random ones, with every allocation poisoned, and ``torch.library.opcheck`` of the registered op
+(schema, fake, autograd registration, torch.compile's view of it).
 
 A backend's own test file keeps what is particular to it (its kernels stage by stage, its memory
 and index arithmetic, its place in 'auto'); what every backend must do is here, once.

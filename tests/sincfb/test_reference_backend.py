@@ -8,7 +8,9 @@ from sincfb import FusedSincFilterbank, reference_filterbank
 from tests.oracles import authors_bank, randomise_bank
 from tests.sincfb.conformance import (Shape, capture_activations, check_against_composite,
                                       gradient_scales)
-from tests.tolerance import TOLERANCE, relative_error
+from tests.tolerance import relative_error, tolerance
+
+SAME_TERMS = tolerance(same_terms=True)
 
 
 def test_functional_reference_updates_running_stats_like_batchnorm():
@@ -19,9 +21,9 @@ def test_functional_reference_updates_running_stats_like_batchnorm():
     out = reference_filterbank(x, sinc.low_hz_, sinc.band_hz_, bn.weight, bn.bias, mean, var,
                                kernel_size=21, sample_rate=16000, pool_bins=9, momentum=0.1)
     want = oracle(x)
-    assert relative_error(out, want) <= TOLERANCE["float64 same terms"]
-    assert relative_error(mean, bn.running_mean) <= TOLERANCE["float64 same terms"]
-    assert relative_error(var, bn.running_var) <= TOLERANCE["float64 same terms"]
+    assert relative_error(out, want) <= SAME_TERMS
+    assert relative_error(mean, bn.running_mean) <= SAME_TERMS
+    assert relative_error(var, bn.running_var) <= SAME_TERMS
 
 
 def test_upcast_reference_is_float64_accurate():
@@ -43,12 +45,12 @@ def test_cumulative_momentum_and_no_running_stats():
         seq = fused.to_sequential()
         for _ in range(3):
             x = torch.randn(2, 1, 100, dtype=torch.float64)
-            assert relative_error(fused(x), seq(x)) <= TOLERANCE["float64 same terms"]
+            assert relative_error(fused(x), seq(x)) <= SAME_TERMS
         fused.eval(), seq.eval()
         x = torch.randn(2, 1, 100, dtype=torch.float64)
-        assert relative_error(fused(x), seq(x)) <= TOLERANCE["float64 same terms"]
+        assert relative_error(fused(x), seq(x)) <= SAME_TERMS
         if fused.batch_norm.track_running_stats:
-            assert relative_error(fused.batch_norm.running_var, seq[1].running_var) <= TOLERANCE["float64 same terms"]
+            assert relative_error(fused.batch_norm.running_var, seq[1].running_var) <= SAME_TERMS
 
 
 @pytest.mark.parametrize("seed", [16, 77])
