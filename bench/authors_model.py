@@ -18,7 +18,7 @@ from torch import nn
 
 import sincfb
 
-__all__ = ["AuthorsMSSincResNet", "AuthorsResNet", "authors_bank", "Tuned"]
+__all__ = ["AuthorsMSSincResNet", "AuthorsResNet", "authors_bank"]
 
 
 def authors_bank(filters: int, length: int, bins: int, sample_rate: float) -> nn.Sequential:
@@ -65,17 +65,3 @@ class AuthorsMSSincResNet(nn.Module):
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         return self.resnet(image)
-
-
-class Tuned(nn.Module):
-    """Runs a model under bf16 autocast (torch.compile traces through the context manager)."""
-
-    def __init__(self, inner: nn.Module, device_type: str):
-        super().__init__()
-        self.inner = inner
-        self.device_type = device_type
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The wrapped model's logits, computed under ``torch.autocast(..., bfloat16)``."""
-        with torch.autocast(self.device_type, dtype=torch.bfloat16):
-            return self.inner(x)

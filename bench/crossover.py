@@ -13,9 +13,7 @@ neighbouring lengths. ``sincfb.backends.common.CPU_CROSSOVER_LENGTH`` encodes th
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
-import os
 import platform
 import statistics
 import sys
@@ -26,9 +24,7 @@ from typing import Optional
 import torch
 
 import sincfb
-from bench.harness import (REPOSITORY, device_name, git_commit, package_version,
-                           write_json_atomic)
-from bench.machine import cpu_info
+from bench.common import csv_list, load_average, package_version, run_metadata, write_json_atomic
 
 __all__ = ["main", "measure", "crossover_length"]
 
@@ -98,31 +94,18 @@ def crossover_length(rows: list[dict], fast: str = "fft", direct: str = "cpu") -
             "time_ratio_fft_over_cpu": {str(L): ratio[L] for L in lengths}}
 
 
-def _load_average() -> Optional[list[float]]:
-    try:
-        return list(os.getloadavg())
-    except OSError:
-        return None
-
-
 def metadata(args, argv) -> dict:
-    """Machine, versions, commit, date, command and the machine's load around the run."""
-    return {"device": device_name("cpu"), "cpu": cpu_info(), "cpu_count": os.cpu_count(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "sincfb": sincfb.__version__, "numpy": package_version("numpy"),
-            "python": platform.python_version(), "platform": platform.platform(),
-            "git_commit": git_commit(REPOSITORY),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(["python -m bench.crossover"] + list(argv)),
+    """The run's record (:func:`bench.common.run_metadata`) and the workload."""
+    return {**run_metadata("bench.crossover", argv, versions={"numpy": package_version("numpy")}),
+            "platform": platform.platform(),
             "workload": {"batch": args.batch, "samples": args.samples, "filters": args.filters,
                          "bins": args.bins, "mode": args.mode, "rounds": args.rounds}}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lengths", type=lambda s: [int(v) for v in s.split(",")],
-                        default=list(DEFAULT_LENGTHS))
-    parser.add_argument("--backends", type=lambda s: s.split(","), default=["cpu", "fft"])
+    parser.add_argument("--lengths", type=csv_list(int), default=list(DEFAULT_LENGTHS))
+    parser.add_argument("--backends", type=csv_list(), default=["cpu", "fft"])
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--samples", type=int, default=48000)
     parser.add_argument("--filters", type=int, default=160)
@@ -142,9 +125,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     meta = metadata(args, argv)
-    meta["load_average_before"] = _load_average()
     rows = measure(args)
-    meta["load_average_after"] = _load_average()
+    meta["loadavg_end"] = load_average()
     result = {"meta": meta, "rows": rows, "crossover": crossover_length(rows)}
     for row in sorted(rows, key=lambda r: (r["length"], r["backend"])):
         print(f"L={row['length']:5d} {row['backend']:4s} median {row['median_s'] * 1e3:9.1f} ms  "

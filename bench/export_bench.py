@@ -18,8 +18,6 @@ command. Every implementation must pick the same class, or the run fails.
 from __future__ import annotations
 
 import argparse
-import datetime
-import shlex
 import statistics
 import sys
 import tempfile
@@ -30,9 +28,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from bench import harness
-from bench.machine import cpu_info
-from bench.model_bench import SAMPLE_RATE, SIZES
+from bench.common import SAMPLE_RATE, package_version, run_metadata, write_json_atomic
+from bench.model_bench import SIZES
 
 __all__ = ["IMPLS", "main", "measure", "save_checkpoint"]
 
@@ -133,19 +130,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sincfb-export-bench-") as folder:
         steps, exports = build_steps(save_checkpoint(Path(folder), args.size), args.threads)
         rows = measure(steps, song, args.repeats)
-    meta = {"cpu": cpu_info(), "threads": args.threads, "size": args.size,
-            "song_seconds": size.song_seconds, "hop_samples": size.hop_samples,
-            "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-                         "onnx": harness.package_version("onnx"),
-                         "onnxscript": harness.package_version("onnxscript")},
-            "exports": exports, "git_commit": harness.git_commit(harness.REPOSITORY),
-            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "command": shlex.join(["python", "-m", "bench.export_bench", *argv])}
+    meta = {**run_metadata("bench.export_bench", argv, threads=args.threads,
+                           versions={"onnxruntime": onnxruntime.__version__,
+                                     "onnx": package_version("onnx"),
+                                     "onnxscript": package_version("onnxscript")}),
+            "size": args.size, "song_seconds": size.song_seconds,
+            "hop_samples": size.hop_samples, "exports": exports}
     for row in rows:
         print(f"W4 {row['impl']:10s} median {row['median_s']:7.2f} s  x{row['ratio_to_eager']:.2f} "
               f"of eager  (all: {', '.join(f'{s:.2f}' for s in row['seconds'])})")
     if args.out:
-        harness.write_json_atomic(args.out, {"meta": meta, "rows": rows})
+        write_json_atomic(args.out, {"meta": meta, "rows": rows})
         print(f"wrote {args.out}")
     return 0
 

@@ -17,22 +17,14 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import ctypes
-import datetime
 import gc
-import json
 import multiprocessing
 import os
-import platform
-import re
 import resource
-import shlex
-import subprocess
 import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass
-from importlib import metadata
-from pathlib import Path
 from typing import Callable, Optional
 
 import torch
@@ -40,14 +32,14 @@ from torch import nn
 
 import sincfb
 from sincfb._build import quiet_cuda_home_notice as quiet_cuda_home_warning
-from bench.machine import cpu_info
+from bench.common import (SAMPLE_RATE, BF16Autocast, add_run_arguments, csv_list, load_average,
+                          measured_auto_choices, package_version, ratio, results_path,
+                          run_metadata, write_json_atomic)
 from bench.peers import PEERS, installed_peers, make_peer_bank, peer_fields
-from models.fileio import atomic_write_json
 
 __all__ = ["Size", "SIZES", "MODES", "main", "parse_args", "plan_cases", "run_case", "run_cases",
-           "add_ratios", "folded_gflop", "collect_meta", "write_json_atomic"]
+           "add_ratios", "folded_gflop", "collect_meta"]
 
-SAMPLE_RATE = 16000
 NAIVE = "naive-fp32"
 NAIVE_COMPILED = "naive-bf16-compile"
 BASELINES = (NAIVE, NAIVE_COMPILED)
@@ -115,20 +107,6 @@ class MultiBankFrontEnd(nn.Module):
         """(B, 1, N) raw audio -> (B, banks, K, P)."""
         normed = self.norm(waveforms)
         return torch.stack([bank(normed) for bank in self.banks], dim=1)
-
-
-class BF16Autocast(nn.Module):
-    """Runs the wrapped module under bf16 autocast (torch.compile traces through the context)."""
-
-    def __init__(self, inner: nn.Module, device_type: str):
-        super().__init__()
-        self.inner = inner
-        self.device_type = device_type
-
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """The wrapped module's output, computed under ``torch.autocast(..., bfloat16)``."""
-        with torch.autocast(self.device_type, dtype=torch.bfloat16):
-            return self.inner(waveforms)
 
 
 def build_model(spec: dict) -> nn.Module:
@@ -420,10 +398,6 @@ def run_cases(specs: list[dict], quiet: bool = False) -> list[dict]:
     return rows
 
 
-def _ratio(numerator, denominator) -> Optional[float]:
-    return numerator / denominator if numerator and denominator else None
-
-
 def add_ratios(rows: list[dict]) -> None:
     """Add speedups vs each baseline (t_baseline / t_impl) and memory vs naive-fp32 (m_impl / m_naive)."""
     def key(row):
@@ -432,63 +406,13 @@ def add_ratios(rows: list[dict]) -> None:
     for row in rows:
         for baseline in BASELINES:
             base = ok.get((key(row), baseline), {})
-            row["speedup_vs_" + baseline.replace("-", "_")] = _ratio(base.get("median_ms"),
+            row["speedup_vs_" + baseline.replace("-", "_")] = ratio(base.get("median_ms"),
                                                                     row.get("median_ms"))
         naive = ok.get((key(row), NAIVE), {})
-        row["mem_ratio_vs_naive_fp32"] = _ratio(row.get("peak_mem_mb"), naive.get("peak_mem_mb"))
+        row["mem_ratio_vs_naive_fp32"] = ratio(row.get("peak_mem_mb"), naive.get("peak_mem_mb"))
 
 
 # ----------------------------------------------------------------------------- metadata and output
-
-def device_name(device: str) -> str:
-    """GPU name, or the CPU model from /proc/cpuinfo."""
-    if torch.device(device).type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def package_version(name: str) -> Optional[str]:
-    """Installed version of a distribution, None if absent (no import, so no GPU probing)."""
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-#: The repository root: git's pathspecs (the bench/results exclusion) are relative to it.
-REPOSITORY = Path(__file__).resolve().parent.parent
-
-
-def git_commit(where: Path) -> str:
-    """HEAD of the repository at ``where``, '-dirty' if modified outside bench/results (results
-    written by earlier runs do not make the measured code dirty); 'unknown' outside git."""
-    def git(*cmd):
-        return subprocess.run(["git", *cmd], cwd=where, capture_output=True, text=True,
-                              timeout=30, check=True).stdout.strip()
-    try:
-        head = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--", ".", ":(exclude)bench/results")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
-
-
-def measured_auto_choices(device: str) -> dict:
-    """The choices 'auto' measured on this machine for large problems (problem key -> backend),
-    from the calibration cache: ``auto_backend`` gives only the static rule, which problems
-    above ``calibration.MIN_WORK`` do not follow unless ``SINCFB_AUTO=static``."""
-    from sincfb.backends import calibration
-
-    return {"mode": calibration.mode(),
-            "choices": calibration.cached_choices(torch.device(device).type)}
-
 
 def auto_backends(size: Size, device_type: str) -> dict:
     """What ``backend='auto'``'s static rule gives per filter length (the choice may depend on
@@ -504,19 +428,12 @@ def auto_backends(size: Size, device_type: str) -> dict:
 
 
 def collect_meta(args, size: Size, device: str, argv: list[str]) -> dict:
-    """Device, versions, date, git commit, command line and parameters of the run."""
+    """The run's record (:func:`bench.common.run_metadata`) and the parameters of the run."""
     device_type = torch.device(device).type
     return {
-        "device": device_name(device), "device_type": device_type,
-        "cpu": cpu_info(), "threads": args.threads, "cpu_count": os.cpu_count(),
-        # Other processes on the machine distort CPU timings; the load average shows if they ran.
-        "loadavg_start": list(os.getloadavg()),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "triton": package_version("triton"),
-                     "torchaudio": package_version("torchaudio"), "sincfb": sincfb.__version__},
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "git_commit": git_commit(REPOSITORY),
-        "command": shlex.join([Path(sys.executable).name, "-m", "bench", *argv]),
+        **run_metadata("bench", argv, device, args.threads,
+                       {"triton": package_version("triton"),
+                        "torchaudio": package_version("torchaudio")}),
         "size": {"name": args.size, **asdict(size), "sample_rate": SAMPLE_RATE},
         "min_time_s": args.min_time,
         "timer": "triton.testing.do_bench" if device_type == "cuda" else
@@ -536,40 +453,19 @@ def collect_meta(args, size: Size, device: str, argv: list[str]) -> dict:
     }
 
 
-def device_slug(name: str) -> str:
-    """A file-name friendly form of a device name."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "device"
-
-
-def default_out(meta: dict) -> Path:
-    """bench/results/<device-slug>-<size>-<date>.json (relative to the working directory)."""
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("bench") / "results" / f"{device_slug(meta['device'])}-{meta['size']['name']}-{stamp}.json"
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (:func:`models.fileio.atomic_write_json`)."""
-    atomic_write_json(path, data, indent=2)
-
-
 # ----------------------------------------------------------------------------- command line
-
-def _csv(kind: Callable = str) -> Callable[[str], list]:
-    """argparse type: a comma-separated list of ``kind``."""
-    return lambda text: [kind(item) for item in text.split(",") if item.strip()]
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of ``python -m bench``."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--size", choices=sorted(SIZES), help="default: paper with CUDA, else small")
     p.add_argument("--batch", type=int, help="override the size's batch B")
-    p.add_argument("--lengths", type=_csv(int), help="override the filter lengths, e.g. 251,501")
-    p.add_argument("--workloads", type=_csv(), default=["W1", "W2"], help="default: W1,W2")
-    p.add_argument("--modes", type=_csv(), default=list(ALL_MODES),
+    p.add_argument("--lengths", type=csv_list(int), help="override the filter lengths, e.g. 251,501")
+    p.add_argument("--workloads", type=csv_list(), default=["W1", "W2"], help="default: W1,W2")
+    p.add_argument("--modes", type=csv_list(), default=list(ALL_MODES),
                    help="subset of forward,forward+backward,eval-forward (W2 has no 'forward')")
-    p.add_argument("--impls", type=_csv(), help="explicit implementations, e.g. naive-fp32,sincfb-reference")
-    p.add_argument("--backends", type=_csv(),
+    p.add_argument("--impls", type=csv_list(), help="explicit implementations, e.g. naive-fp32,sincfb-reference")
+    p.add_argument("--backends", type=csv_list(),
                    help="sincfb backends to compare (default: all available on the device)")
     p.add_argument("--no-compile", action="store_true",
                    help="skip the torch.compile baselines (naive-bf16-compile, naive-fp32-compile)")
@@ -579,10 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no subprocess per case (faster; CPU peak memory is then not reported)")
     p.add_argument("--min-time", type=float, help="seconds of timed runs per case "
                    f"(default {DEFAULT_MIN_TIME}; {CPU_MIN_TIME['tiny']} for tiny)")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
-    p.add_argument("--out", type=Path, help="results JSON (default bench/results/<device>-<size>-<date>.json)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_run_arguments(p, "results JSON (default bench/results/<device>-<size>-<date>.json)")
     return p
 
 
@@ -590,11 +483,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     """Parse and complete the arguments (defaults that depend on the device)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     cuda = torch.device(args.device).type == "cuda"
     args.size = args.size or ("paper" if cuda else "small")
     args.min_time = args.min_time or CPU_MIN_TIME.get(args.size, DEFAULT_MIN_TIME)
-    args.threads = args.threads or torch.get_num_threads()
     args.isolate = not (args.in_process or cuda)   # one process is fine on CUDA
     for name, allowed in (("workloads", MODES), ("modes", ALL_MODES)):
         bad = set(getattr(args, name)) - set(allowed)
@@ -625,11 +516,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     start = time.perf_counter()
     rows = run_cases(specs, args.quiet)
     meta["total_wall_s"] = time.perf_counter() - start
-    meta["loadavg_end"] = list(os.getloadavg())
+    meta["loadavg_end"] = load_average()
     meta["auto_measured"] = measured_auto_choices(args.device)
     add_ratios(rows)
     results = {"meta": meta, "rows": rows}
-    out = args.out or default_out(meta)
+    out = args.out or results_path(meta)
     write_json_atomic(out, results)
     print(report.render_markdown(results))
     print(f"wrote {out}", file=sys.stderr)

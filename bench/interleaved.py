@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from bench.crossover import _load_average, metadata
-from bench.harness import (NAIVE, SIZES, build_model, folded_gflop, make_input, make_step,
-                           measured_auto_choices, write_json_atomic)
+from bench.common import (csv_list, load_average, measured_auto_choices, run_metadata,
+                          write_json_atomic)
+from bench.harness import NAIVE, SIZES, build_model, folded_gflop, make_input, make_step
 from bench.machine import measured_rates
 from bench.peers import installed_peers, peer_fields
 
@@ -68,12 +68,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="cpu")
     parser.add_argument("--workload", choices=("W1", "W2"), default="W2")
-    parser.add_argument("--impls", type=lambda s: s.split(","),
+    parser.add_argument("--impls", type=csv_list(),
                         default=[NAIVE, "sincfb-cpu", "sincfb-fft", "sincfb-auto",
                                  *installed_peers()],
                         help="default: naive-fp32, the sincfb backends and every installed peer")
     parser.add_argument("--baseline", default=NAIVE)
-    parser.add_argument("--modes", type=lambda s: s.split(","),
+    parser.add_argument("--modes", type=csv_list(),
                         default=["forward+backward", "eval-forward"])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None)
@@ -91,16 +91,14 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     size = SIZES[args.size]
-    args.batch, args.samples, args.filters, args.bins, args.mode = (
-        size.batch, size.samples, size.filters, size.bins, ",".join(args.modes))
-    meta = metadata(args, argv)
-    meta["command"] = " ".join(["python -m bench.interleaved"] + list(argv))
-    meta["workload"].update(workload=args.workload, lengths=list(size.lengths),
-                            impls=args.impls)
+    meta = run_metadata("bench.interleaved", argv)
+    meta["workload"] = {"workload": args.workload, "batch": size.batch, "samples": size.samples,
+                        "filters": size.filters, "lengths": list(size.lengths),
+                        "bins": size.bins, "modes": args.modes, "impls": args.impls,
+                        "rounds": args.rounds}
     meta["machine_rates"] = measured_rates()
-    meta["load_average_before"] = _load_average()
     rows = measure(args)
-    meta["load_average_after"] = _load_average()
+    meta["loadavg_end"] = load_average()
     meta["auto_measured"] = measured_auto_choices("cpu")
     key = f"ratio_{args.baseline}_over_impl"
     for row in rows:

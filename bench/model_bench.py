@@ -25,10 +25,6 @@ warm-up (model weights excluded).
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import shlex
 import sys
 import time
 import traceback
@@ -40,12 +36,13 @@ import torch
 import torch.nn.functional as F
 
 from bench import harness
-from bench.machine import cpu_info
+from bench.common import (SAMPLE_RATE, BF16Autocast, add_run_arguments, csv_list, load_average,
+                          measured_auto_choices, package_version, ratio, results_path,
+                          run_metadata, write_json_atomic)
 
 __all__ = ["ModelSize", "SIZES", "IMPLS", "main", "parse_args", "plan_cases", "prepare",
            "run_workload", "add_ratios", "render_markdown"]
 
-SAMPLE_RATE = 16000
 NUM_CLASSES = 10
 SINCFB = "sincfb"
 AUTHORS = "authors-fp32"
@@ -92,7 +89,7 @@ def build_runner(spec: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
     """``(model, runner)`` for a case: the parameters to optimise, and the module to call (the
     model itself, or wrapped for autocast and compiled)."""
     from models import MSSincResNet
-    from bench.authors_model import AuthorsMSSincResNet, Tuned
+    from bench.authors_model import AuthorsMSSincResNet
 
     size, impl, device = spec["size"], spec["impl"], torch.device(spec["device"])
     torch.manual_seed(spec["seed"])       # the same weights for every implementation
@@ -112,7 +109,7 @@ def build_runner(spec: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
     model = model.to(device)
     if amp:
         model = model.to(memory_format=torch.channels_last)
-    runner = Tuned(model, device.type) if amp else model
+    runner = BF16Autocast(model, device.type) if amp else model
     if impl == TUNED:
         # A fresh dynamo state per case, so an earlier case's graphs cannot count against this one.
         torch._dynamo.reset()
@@ -264,41 +261,26 @@ def plan_cases(args, size: ModelSize) -> dict:
             for w in args.workloads}
 
 
-def _ratio(numerator, denominator) -> Optional[float]:
-    return numerator / denominator if numerator and denominator else None
-
-
 def add_ratios(rows: list[dict]) -> None:
     """Speedups vs each baseline (t_baseline / t_impl) and memory vs the authors' fp32 model."""
     ok = {(r["workload"], r["impl"]): r for r in rows if "median_ms" in r}
     for row in rows:
         fp32 = ok.get((row["workload"], AUTHORS), {})
         tuned = ok.get((row["workload"], TUNED)) or ok.get((row["workload"], TUNED_EAGER)) or {}
-        row["speedup_vs_authors_fp32"] = _ratio(fp32.get("median_ms"), row.get("median_ms"))
-        row["speedup_vs_authors_tuned"] = _ratio(tuned.get("median_ms"), row.get("median_ms"))
-        row["mem_ratio_vs_authors_fp32"] = _ratio(row.get("peak_mem_mb"), fp32.get("peak_mem_mb"))
+        row["speedup_vs_authors_fp32"] = ratio(fp32.get("median_ms"), row.get("median_ms"))
+        row["speedup_vs_authors_tuned"] = ratio(tuned.get("median_ms"), row.get("median_ms"))
+        row["mem_ratio_vs_authors_fp32"] = ratio(row.get("peak_mem_mb"), fp32.get("peak_mem_mb"))
 
 
 def collect_meta(args, size: ModelSize, argv: list[str]) -> dict:
-    """Device, versions, date, git commit, command, load and the sizes of the run."""
+    """The run's record (:func:`bench.common.run_metadata`) and the sizes of the run."""
     import sincfb
 
     device_type = torch.device(args.device).type
     return {
-        "device": harness.device_name(args.device), "device_type": device_type,
-        "cpu": cpu_info(), "threads": args.threads, "cpu_count": os.cpu_count(),
-        # Other processes distort CPU timings; the load average says whether they ran.
-        "loadavg_start": list(os.getloadavg()),
-        # On a shared machine OpenMP's default spin-waiting makes 2-thread runs erratic;
-        # OMP_WAIT_POLICY=PASSIVE (set before Python starts) avoids it. Record what was in force.
-        "environment": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "torchvision": harness.package_version("torchvision"),
-                     "triton": harness.package_version("triton"), "sincfb": sincfb.__version__},
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        # the repository root: from bench/, git would only look at bench/ for changes
-        "git_commit": harness.git_commit(harness.REPOSITORY),
-        "command": shlex.join([Path(sys.executable).name, "-m", "bench.model_bench", *argv]),
+        **run_metadata("bench.model_bench", argv, args.device, args.threads,
+                       {"torchvision": package_version("torchvision"),
+                        "triton": package_version("triton")}),
         "size": {"name": args.size, **asdict(size), "song_clips": size.song_clips,
                  "sample_rate": SAMPLE_RATE, "classes": NUM_CLASSES},
         "auto_backend": {str(L): sincfb.resolve_backend("auto", device_type, L)
@@ -377,30 +359,22 @@ def render_markdown(results: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- command line
-def _csv(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of ``python -m bench.model_bench``."""
     p = argparse.ArgumentParser(prog="python -m bench.model_bench",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--size", choices=sorted(SIZES),
                    help="default: paper with CUDA, else compact (tiny: for tests)")
-    p.add_argument("--workloads", type=_csv, default=list(WORKLOADS), help="default: W3,W4")
+    p.add_argument("--workloads", type=csv_list(), default=list(WORKLOADS), help="default: W3,W4")
     p.add_argument("--batch", type=int, help="override W3's batch of clips")
     p.add_argument("--song-seconds", type=float, help="override W4's song length (default 30)")
-    p.add_argument("--impls", type=_csv, help=f"subset of {','.join(IMPLS)}")
+    p.add_argument("--impls", type=csv_list(), help=f"subset of {','.join(IMPLS)}")
     p.add_argument("--no-compile", action="store_true",
                    help=f"the tuned baseline without torch.compile ({TUNED_EAGER})")
     p.add_argument("--repeats", type=int, default=5, help="timed calls per CPU case (default 5)")
     p.add_argument("--min-time", type=float, default=1.0, help="seconds of timing per CUDA case")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
-    p.add_argument("--out", type=Path,
-                   help="results JSON (default bench/results/model-<device>-<size>-<date>.json); "
-                        "the markdown table goes beside it (.md)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_run_arguments(p, "results JSON (default bench/results/model-<device>-<size>-<date>.json); "
+                         "the markdown table goes beside it (.md)")
     return p
 
 
@@ -408,9 +382,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     """Parse and complete the arguments (defaults that depend on the device)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     args.size = args.size or ("paper" if torch.device(args.device).type == "cuda" else "compact")
-    args.threads = args.threads or torch.get_num_threads()
     for name, allowed in (("workloads", WORKLOADS), ("impls", IMPLS)):
         bad = set(getattr(args, name) or ()) - set(allowed)
         if bad:
@@ -427,13 +399,6 @@ def resolve_size(args) -> ModelSize:
                    song_seconds=args.song_seconds or size.song_seconds)
 
 
-def default_out(meta: dict) -> Path:
-    """bench/results/model-<device>-<size>-<date>.json (relative to the working directory)."""
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return (Path("bench") / "results" /
-            f"model-{harness.device_slug(meta['device'])}-{meta['size']['name']}-{stamp}.json")
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the benchmark, write the JSON and the markdown table, print the table."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -448,12 +413,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     finally:
         torch.set_num_threads(threads)      # in-process callers (tests) keep their setting
     meta["total_wall_s"] = time.perf_counter() - start
-    meta["loadavg_end"] = list(os.getloadavg())
-    meta["auto_measured"] = harness.measured_auto_choices(args.device)
+    meta["loadavg_end"] = load_average()
+    meta["auto_measured"] = measured_auto_choices(args.device)
     add_ratios(rows)
     results = {"meta": meta, "rows": rows}
-    out = args.out or default_out(meta)
-    harness.write_json_atomic(out, results)
+    out = args.out or results_path(meta, "model-")
+    write_json_atomic(out, results)
     table = render_markdown(results)
     Path(out).with_suffix(".md").write_text(table + "\n")
     print(table)

@@ -28,11 +28,11 @@ import torch
 from torch import nn
 
 import sincfb
+from bench.common import SAMPLE_RATE
 
 __all__ = ["PEERS", "PEER_NOTES", "make_peer_bank", "installed_peers", "peer_fields",
            "peer_version", "peer_available"]
 
-SAMPLE_RATE = 16000
 
 #: peer name -> the distribution that provides it (None: torch or torchaudio themselves)
 PEERS = {"peer-speechbrain": "speechbrain", "peer-asteroid": "asteroid-filterbanks",

@@ -16,6 +16,10 @@ one call and returns::
                                                     zhat there (NaN when the bin holds a
                                                     non-finite zhat anywhere)
 
+Its arguments, and those of its backward, are declared once in :mod:`sincfb.arguments` (names,
+schema types, defaults, what each is); the schemas, the fake, the autograd context and the
+:class:`~sincfb.arguments.FilterbankConfig` backends receive are derived from there.
+
 Only ``out`` is differentiable; the other four are what the hand-written backward
 (``sincfb::filterbank_backward``) needs. The op's last argument ``keep_saved`` (default True) set
 to False says no backward will run: ``mask_bits`` and ``bin_stats`` then come back empty,
@@ -40,7 +44,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .backends import (FilterbankConfig, PRECISIONS, get_backend, load_builtin_backends,
+from .arguments import (BACKWARD_TENSORS, OP_ARGS, OP_RETURNS, BackwardInputs, FilterbankConfig,
+                        OpInputs, backward_schema, forwarded, schema)
+from .backends import (PRECISIONS, default_precision, get_backend, load_builtin_backends,
                        resolve_backend)
 from .backends.calibration import Problem
 from .filters import odd_kernel_size
@@ -78,21 +84,22 @@ def _no_autocast(x: Tensor):
     return torch.autocast(x.device.type, enabled=False)
 
 
-@torch.library.custom_op("sincfb::filterbank", mutates_args=())
-def _filterbank(x: Tensor, low_hz_: Tensor, band_hz_: Tensor, weight: Optional[Tensor],
-                bias: Optional[Tensor], running_mean: Optional[Tensor],
-                running_var: Optional[Tensor], kernel_size: int, sample_rate: float,
-                min_low_hz: float, min_band_hz: float, pool_bins: int, training: bool, eps: float,
-                backend: str, precision: str, keep_saved: bool = True
-                ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    cfg = FilterbankConfig(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins, training,
-                           eps, precision, keep_saved)
-    weight, bias = _affine(x, low_hz_, weight, bias, running_mean)
-    with _no_autocast(x):
-        out, mean, var, mask_bits, bin_stats = get_backend(backend).forward(
-            x, low_hz_, band_hz_, weight, bias, running_mean, running_var, cfg)
-    if not keep_saved:   # whatever the backend made of them, nobody will read them
-        mask_bits, bin_stats = _empty_saved(x, low_hz_.shape[0])
+def _config(inputs) -> FilterbankConfig:
+    """The backend's :class:`FilterbankConfig` from an op's or backward op's named inputs (the
+    backward op has no ``keep_saved``: its backward ran, so the default, True, holds)."""
+    return FilterbankConfig(**{name: getattr(inputs, name) for name in FilterbankConfig._fields
+                               if hasattr(inputs, name)})
+
+
+@torch.library.custom_op("sincfb::filterbank", mutates_args=(), schema=schema())
+def _filterbank(*inputs) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    a = OpInputs(*inputs)
+    weight, bias = _affine(a.x, a.low_hz_, a.weight, a.bias, a.running_mean)
+    with _no_autocast(a.x):
+        out, mean, var, mask_bits, bin_stats = get_backend(a.backend).forward(
+            a.x, a.low_hz_, a.band_hz_, weight, bias, a.running_mean, a.running_var, _config(a))
+    if not a.keep_saved:   # whatever the backend made of them, nobody will read them
+        mask_bits, bin_stats = _empty_saved(a.x, a.low_hz_.shape[0])
     return out, mean, var, mask_bits, bin_stats
 
 
@@ -103,58 +110,50 @@ def _empty_saved(x: Tensor, channels: int) -> tuple[Tensor, Tensor]:
 
 
 @_filterbank.register_fake
-def _filterbank_fake(x, low_hz_, band_hz_, weight, bias, running_mean, running_var, kernel_size,
-                     sample_rate, min_low_hz, min_band_hz, pool_bins, training, eps, backend,
-                     precision, keep_saved=True):
-    batch, channels = x.shape[0], low_hz_.shape[0]
-    n_out = x.shape[-1] - kernel_size + 1
-    stats = _statistics_dtype(x, weight, bias, running_mean)
-    saved = (_empty_saved(x, channels) if not keep_saved else
-             (x.new_empty(batch, channels, packed_mask_width(n_out), dtype=torch.uint8),
-              x.new_empty(2, batch, channels, pool_bins, dtype=bin_stats_dtype(x.dtype))))
-    return (x.new_empty(batch, channels, pool_bins),
+def _filterbank_fake(*inputs):
+    a = OpInputs(*inputs)
+    x, channels = a.x, a.low_hz_.shape[0]
+    n_out = x.shape[-1] - a.kernel_size + 1
+    stats = _statistics_dtype(x, a.weight, a.bias, a.running_mean)
+    saved = (_empty_saved(x, channels) if not a.keep_saved else
+             (x.new_empty(x.shape[0], channels, packed_mask_width(n_out), dtype=torch.uint8),
+              x.new_empty(2, x.shape[0], channels, a.pool_bins, dtype=bin_stats_dtype(x.dtype))))
+    return (x.new_empty(x.shape[0], channels, a.pool_bins),
             x.new_empty(channels, dtype=stats), x.new_empty(channels, dtype=stats), *saved)
 
 
-@torch.library.custom_op("sincfb::filterbank_backward", mutates_args=())
-def _filterbank_backward(grad_out: Tensor, x: Tensor, low_hz_: Tensor, band_hz_: Tensor,
-                         weight: Tensor, bias: Tensor, mean: Tensor, var: Tensor,
-                         mask_bits: Tensor, bin_stats: Tensor, kernel_size: int,
-                         sample_rate: float, min_low_hz: float, min_band_hz: float,
-                         pool_bins: int, training: bool, eps: float, backend: str,
-                         precision: str, need_input: bool = True, need_filters: bool = True
-                         ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    cfg = FilterbankConfig(kernel_size, sample_rate, min_low_hz, min_band_hz, pool_bins, training,
-                           eps, precision)
-    with _no_autocast(x):
-        grads = get_backend(backend).backward(grad_out, x, low_hz_, band_hz_, weight, bias, mean,
-                                              var, mask_bits, bin_stats, cfg,
-                                              need_input=need_input, need_filters=need_filters)
+@torch.library.custom_op("sincfb::filterbank_backward", mutates_args=(),
+                         schema=backward_schema())
+def _filterbank_backward(*inputs) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    a = BackwardInputs(*inputs)
+    saved = [getattr(a, name) for name in BACKWARD_TENSORS]
+    with _no_autocast(a.x):
+        grads = get_backend(a.backend).backward(*saved, _config(a), need_input=a.need_input,
+                                                need_filters=a.need_filters)
     # A custom op may not return its inputs or views of them; autograd may hand some back. A
     # gradient that was not asked for comes back as zeros (the op's outputs are tensors); the
     # autograd formula turns it into None.
     return tuple(g.clone() if g is not None else torch.zeros_like(t)
-                 for g, t in zip(grads, (x, low_hz_, band_hz_, weight, bias)))
+                 for g, t in zip(grads, (a.x, a.low_hz_, a.band_hz_, a.weight, a.bias)))
 
 
 @_filterbank_backward.register_fake
-def _filterbank_backward_fake(grad_out, x, low_hz_, band_hz_, weight, bias, *rest):
-    return tuple(torch.empty_like(t) for t in (x, low_hz_, band_hz_, weight, bias))
-
-
-_SCALAR_ARGS = ("kernel_size", "sample_rate", "min_low_hz", "min_band_hz", "pool_bins",
-                "training", "eps", "backend", "precision")
+def _filterbank_backward_fake(*inputs):
+    a = BackwardInputs(*inputs)
+    return tuple(torch.empty_like(t) for t in (a.x, a.low_hz_, a.band_hz_, a.weight, a.bias))
 
 
 def _setup_context(ctx, inputs, output):
-    x, low_hz_, band_hz_, weight, bias, running_mean, _ = inputs[:7]
-    _, mean, var, mask_bits, bin_stats = output
-    ctx.affine_given = (weight is not None, bias is not None)
-    weight, bias = _affine(x, low_hz_, weight, bias, running_mean)
-    ctx.save_for_backward(x, low_hz_, band_hz_, weight, bias, mean, var, mask_bits, bin_stats)
-    ctx.scalars = inputs[7:7 + len(_SCALAR_ARGS)]
-    ctx.keep_saved = len(inputs) <= 7 + len(_SCALAR_ARGS) or bool(inputs[-1])
-    ctx.mark_non_differentiable(mean, var, mask_bits, bin_stats)
+    """Keep, by name, what the backward op takes: its saved tensors (the op's inputs and outputs,
+    a missing affine filled in) and the op's non-tensor arguments it declares."""
+    a = OpInputs(*inputs)
+    ctx.affine_given = (a.weight is not None, a.bias is not None)
+    weight, bias = _affine(a.x, a.low_hz_, a.weight, a.bias, a.running_mean)
+    values = {**a._asdict(), "weight": weight, "bias": bias, **dict(zip(OP_RETURNS, output))}
+    ctx.save_for_backward(*(values[name] for name in BACKWARD_TENSORS[1:]))   # all but grad_out
+    ctx.forwarded = tuple(values[arg.name] for arg in forwarded())
+    ctx.keep_saved = a.keep_saved
+    ctx.mark_non_differentiable(*output[1:])
 
 
 def _backward(ctx, grad_out, *_unused_grads):
@@ -169,19 +168,14 @@ def _backward(ctx, grad_out, *_unused_grads):
     needs = ctx.needs_input_grad
     need_input, need_filters = needs[0], needs[1] or needs[2]
     grads = torch.ops.sincfb.filterbank_backward(grad_out.contiguous(), *ctx.saved_tensors,
-                                                 *ctx.scalars, need_input, need_filters)
+                                                 *ctx.forwarded, need_input, need_filters)
     weight_given, bias_given = ctx.affine_given   # a None input takes a None gradient
     wanted = (need_input, needs[1], needs[2], needs[3] and weight_given, needs[4] and bias_given)
-    return (tuple(g if want else None for g, want in zip(grads, wanted))
-            + (None, None) + (None,) * (len(_SCALAR_ARGS) + 1))   # + keep_saved
+    gradients = tuple(g if want else None for g, want in zip(grads, wanted))
+    return gradients + (None,) * (len(OP_ARGS) - len(gradients))
 
 
 _filterbank.register_autograd(_backward, setup_context=_setup_context)
-
-
-def default_precision(device_type: str) -> str:
-    """'bf16' on CUDA (tensor cores with fp32 accumulation), 'ieee' everywhere else."""
-    return "bf16" if device_type == "cuda" else "ieee"
 
 
 def validate_inputs(x: Tensor, low_hz_: Tensor, band_hz_: Tensor, kernel_size: int,
@@ -281,10 +275,12 @@ def filterbank_step(x, low_hz_, band_hz_, weight, bias, running_mean, running_va
     # data (mask bits, bin statistics: B K (N_out / 8 + 8 P) bytes) need not be made
     wants_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, low_hz_, band_hz_, weight, bias))
-    out, mean, var, _, _ = torch.ops.sincfb.filterbank(
-        x.contiguous(), low_hz_, band_hz_, weight, bias, running_mean, running_var, kernel_size,
-        float(sample_rate), float(min_low_hz), float(min_band_hz), pool_bins, training, eps,
-        backend, precision, wants_grad)
+    out, mean, var, _, _ = torch.ops.sincfb.filterbank(*OpInputs(
+        x=x.contiguous(), low_hz_=low_hz_, band_hz_=band_hz_, weight=weight, bias=bias,
+        running_mean=running_mean, running_var=running_var, kernel_size=kernel_size,
+        sample_rate=float(sample_rate), min_low_hz=float(min_low_hz),
+        min_band_hz=float(min_band_hz), pool_bins=pool_bins, training=training, eps=eps,
+        backend=backend, precision=precision, keep_saved=wants_grad))
     if raise_on_nonfinite:
         check_finite(out, mean, var, training, x=x, weight=weight, bias=bias,
                      running_mean=running_mean, running_var=running_var)

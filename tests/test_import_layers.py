@@ -120,7 +120,6 @@ def test_models_has_no_import_cycle():
     assert not cycle, "import cycle in models: " + " -> ".join(cycle)
 
 
-@pytest.mark.xfail(strict=True, reason="broken on branch opdecl")
 def test_sincfb_has_no_import_cycle():
     cycle = find_cycle(import_graph("sincfb"))
     assert not cycle, "import cycle in sincfb: " + " -> ".join(cycle)

@@ -23,13 +23,13 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from bench.common import SAMPLE_RATE
 from models.audio import load_audio
 
 __all__ = ["SAMPLE_RATE", "L2_GRID", "FeatureSettings", "log_mel_statistics", "chroma",
            "chroma_statistics", "song_features", "features_of", "fit_logistic", "predict_proba",
            "select_and_test", "classical_reference"]
 
-SAMPLE_RATE = 16000
 #: L2 weights tried (on the mean cross-entropy of standardised features).
 L2_GRID = tuple(10.0 ** e for e in range(-5, 2))
 EPSILON_DB = 1e-10          # power floor before dB: -100 dB, far below 16-bit audio

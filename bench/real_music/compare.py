@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from bench.harness import REPOSITORY, device_slug, git_commit, package_version, write_json_atomic
+from bench.common import REPOSITORY, device_slug, git_commit, package_version, write_json_atomic
 
 __all__ = ["CONFIGS", "TRAIN_COMMAND", "machine_meta", "manifest_split", "dataset_summary",
            "run_command", "run_one", "run_record_path", "finished_run", "summarise", "render_markdown", "compare", "results_path",

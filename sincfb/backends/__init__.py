@@ -19,31 +19,16 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, Optional
 
 import torch
 
-__all__ = ["FilterbankConfig", "Backend", "register_backend", "get_backend", "available_backends",
-           "unavailable_backends", "resolve_backend", "load_builtin_backends", "PRECISIONS",
-           "assume_constant_result"]
+from ..arguments import PRECISIONS, FilterbankConfig, default_precision
 
-PRECISIONS = ("ieee", "tf32", "bf16")
+__all__ = ["FilterbankConfig", "Backend", "register_backend", "get_backend", "registered_backends",
+           "available_backends", "unavailable_backends", "resolve_backend", "load_builtin_backends",
+           "PRECISIONS", "assume_constant_result", "default_precision"]
 
-
-class FilterbankConfig(NamedTuple):
-    """The non-tensor arguments of the operation, passed to every backend."""
-
-    kernel_size: int        # odd filter length L
-    sample_rate: float
-    min_low_hz: float
-    min_band_hz: float
-    pool_bins: int
-    training: bool          # True: normalise with batch statistics
-    eps: float
-    precision: str          # one of PRECISIONS
-    # False: no backward will run (no gradient is wanted), so the mask bits and bin statistics
-    # are not needed; a backend may then leave them out (the op returns empty ones either way)
-    keep_saved: bool = True
 
 
 @dataclass(frozen=True)
@@ -64,6 +49,12 @@ class Backend:
     # Backends encode their measured crossovers here (e.g. FFT only above some filter length).
     auto_priority: Callable[[str, int], Optional[float]] = lambda device_type, kernel_size: None
     summary: str = ""
+    # The input dtypes its own kernels compute in, most precise first; it hands other inputs to
+    # another backend (Triton: float64 to the reference). Tests run it in the first.
+    native_dtypes: tuple[str, ...] = ("float64", "float32")
+    # Device types on which it runs emulated, orders of magnitude slower (Triton on the CPU, through
+    # its interpreter): there tests keep to small shapes.
+    emulated_on: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, Backend] = {}
@@ -81,6 +72,11 @@ def get_backend(name: str) -> Backend:
         return _REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown backend {name!r}; known: {sorted(_REGISTRY)} or 'auto'") from None
+
+
+def registered_backends() -> list[str]:
+    """Names of every registered backend, available here or not."""
+    return list(_REGISTRY)
 
 
 def available_backends(device_type: str | None = None) -> list[str]:

@@ -87,7 +87,8 @@ def mode() -> str:
 
 
 def _machine_key(device_type: str) -> str:
-    from .. import __version__, _build
+    from .. import _build
+    from .._version import __version__
 
     if device_type == "cuda":
         model = torch.cuda.get_device_name()
@@ -182,10 +183,11 @@ def _write_cache(machine: str, key: str, decision: Decision) -> None:
 
 
 def _time_backend(backend: str, problem: Problem, device_type: str, repeats: int = 3) -> float:
-    """Median seconds of one call (forward, and backward in training) of the operation on
-    ``backend`` with random data of the problem's shape, after one warm-up call."""
+    """Median seconds of one call (forward, and backward in training) of the registered operation
+    on ``backend`` with random data of the problem's shape, after one warm-up call. 'auto' is
+    resolved by :mod:`sincfb.ops`, which registered ``torch.ops.sincfb.filterbank`` first."""
+    from ..arguments import OpInputs, default_precision
     from ..filters import mel_init
-    from ..ops import fused_sinc_filterbank
 
     dtype = getattr(torch, problem.dtype)
     x = torch.randn(problem.batch, 1, problem.samples, dtype=dtype, device=device_type,
@@ -193,13 +195,15 @@ def _time_backend(backend: str, problem: Problem, device_type: str, repeats: int
     low, band = (t.to(device_type, dtype).requires_grad_(problem.training)
                  for t in mel_init(problem.filters, 16000.0))
     gamma = torch.ones(problem.filters, dtype=dtype, device=device_type)
-    beta = torch.zeros_like(gamma)
+    inputs = OpInputs(x=x, low_hz_=low, band_hz_=band, weight=gamma, bias=torch.zeros_like(gamma),
+                      running_mean=gamma.clone(), running_var=gamma.clone(),
+                      kernel_size=problem.kernel_size, sample_rate=16000.0, min_low_hz=50.0,
+                      min_band_hz=50.0, pool_bins=problem.pool_bins, training=problem.training,
+                      eps=1e-5, backend=backend, precision=default_precision(device_type),
+                      keep_saved=problem.training)
 
     def call():
-        out = fused_sinc_filterbank(x, low, band, gamma, beta, gamma.clone(), gamma.clone(),
-                                    kernel_size=problem.kernel_size, sample_rate=16000.0,
-                                    pool_bins=problem.pool_bins, training=problem.training,
-                                    backend=backend)
+        out = torch.ops.sincfb.filterbank(*inputs)[0]
         if problem.training:
             out.sum().backward()
         if device_type == "cuda":

@@ -223,6 +223,8 @@ register_backend(Backend(
     available=triton_available,
     unavailable_reason=triton_unavailable_reason,
     auto_priority=lambda device_type, kernel_size: 10.0 if device_type == "cuda" else None,
+    native_dtypes=("float32",),   # float64 input goes to the reference backend
+    emulated_on=("cpu",),
     timed_on=("cuda",),
     summary="Triton kernels: folded implicit-GEMM forward with fused BN/ReLU/pool epilogue, "
             "bit-mask backward; CPU only through TRITON_INTERPRET=1"))

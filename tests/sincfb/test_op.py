@@ -1,28 +1,25 @@
-"""The registered operation: schema, fake and autograd registration, torch.compile, saved data."""
+"""The registered operation: its saved data, torch.compile, autocast, meta tensors, keep_saved
+(opcheck of every backend: test_conformance.py; the argument declaration: test_arguments.py)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from sincfb import FusedSincFilterbank
+from sincfb.arguments import OpInputs
 from sincfb.pooling import bin_bounds, bin_sums, pack_mask, spread_bins, unpack_mask
 from tests.oracles import authors_bank, randomise_bank
-from tests.sincfb.conformance import relative_error
+from tests.tolerance import relative_error, tolerance
 
 
-def op_args(layer, x, training, backend="reference", precision="ieee"):
+def op_args(layer, x, training, backend="reference", precision="ieee", keep_saved=True):
+    """The op's inputs for ``layer`` and ``x``, by name (sincfb.arguments)."""
     bn = layer.batch_norm
-    return (x, layer.sinc.low_hz_, layer.sinc.band_hz_, bn.weight, bn.bias, bn.running_mean,
-            bn.running_var, layer.kernel_size, 16000.0, 50.0, 50.0, layer.pool_bins, training,
-            bn.eps, backend, precision)
-
-
-@pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_opcheck(training, dtype):
-    layer = FusedSincFilterbank(6, 21, pool_bins=13).to(dtype)
-    randomise_bank(layer)
-    x = torch.randn(2, 1, 150, dtype=dtype, requires_grad=True)
-    torch.library.opcheck(torch.ops.sincfb.filterbank.default, op_args(layer, x, training))
+    return tuple(OpInputs(x=x, low_hz_=layer.sinc.low_hz_, band_hz_=layer.sinc.band_hz_,
+                          weight=bn.weight, bias=bn.bias, running_mean=bn.running_mean,
+                          running_var=bn.running_var, kernel_size=layer.kernel_size,
+                          sample_rate=16000.0, min_low_hz=50.0, min_band_hz=50.0,
+                          pool_bins=layer.pool_bins, training=training, eps=bn.eps,
+                          backend=backend, precision=precision, keep_saved=keep_saved))
 
 
 def test_saved_data_describes_the_relu_mask_and_bins():
@@ -36,11 +33,12 @@ def test_saved_data_describes_the_relu_mask_and_bins():
     want_mean, want_var = y.mean((0, 2)), y.var((0, 2), unbiased=False)
     zhat = (y - want_mean[:, None]) / torch.sqrt(want_var[:, None] + 1e-5)
     z = zhat * oracle[1].weight[:, None] + oracle[1].bias[:, None]
-    assert relative_error(mean, want_mean) < 1e-12 and relative_error(var, want_var) < 1e-12
+    tol = tolerance(torch.float64, same_terms=True)
+    assert relative_error(mean, want_mean) <= tol and relative_error(var, want_var) <= tol
     assert torch.equal(unpack_mask(mask_bits, y.shape[-1]), z > 0)
     assert torch.equal(bin_stats[0].double(), bin_sums(z > 0, 9))
     assert relative_error(bin_stats[1], bin_sums(torch.where(z > 0, zhat, 0), 9)) < 1e-6
-    assert relative_error(out, F.adaptive_avg_pool1d(F.relu(z), 9)) < 1e-12
+    assert relative_error(out, F.adaptive_avg_pool1d(F.relu(z), 9)) <= tol
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -99,26 +97,26 @@ def test_meta_tensors_propagate_shapes():
     assert out.shape == (3, 4, 8) and out.device.type == "meta"
 
 
-@pytest.mark.parametrize("backend", ["reference", "cpu", "fft"])
 @pytest.mark.parametrize("training", [True, False])
-def test_without_a_gradient_the_saved_data_is_left_out(backend, training):
+def test_without_a_gradient_the_saved_data_is_left_out(cpu_backend, training):
     """keep_saved=False (what filterbank_step passes under no_grad, or when nothing requires a
     gradient) gives the same output and statistics, empty mask bits and bin statistics, passes
     opcheck, and a backward through it fails with a clear error instead of a wrong gradient."""
+    backend = cpu_backend.name
     layer = randomise_bank(FusedSincFilterbank(6, 31, pool_bins=11, backend=backend))
     x = torch.randn(3, 1, 400)
     kept = torch.ops.sincfb.filterbank(*op_args(layer, x, training, backend))
-    left_out = torch.ops.sincfb.filterbank(*op_args(layer, x, training, backend), False)
+    left_out = torch.ops.sincfb.filterbank(*op_args(layer, x, training, backend, keep_saved=False))
     for a, b in zip(kept[:3], left_out[:3]):
         assert torch.equal(a, b)
     assert left_out[3].shape == (3, 6, 0) and left_out[3].dtype == torch.uint8
     assert left_out[4].shape == (2, 3, 6, 0)
     no_grad_args = tuple(a.detach() if isinstance(a, torch.Tensor) else a
-                         for a in op_args(layer, x, training, backend))
-    torch.library.opcheck(torch.ops.sincfb.filterbank.default, no_grad_args + (False,))
+                         for a in op_args(layer, x, training, backend, keep_saved=False))
+    torch.library.opcheck(torch.ops.sincfb.filterbank.default, no_grad_args)
     with torch.no_grad():   # the layer's own path: the same output as with a graph
         assert torch.equal(layer.train(training)(x), layer(x.clone().requires_grad_()).detach())
-    out = torch.ops.sincfb.filterbank(*op_args(layer, x.requires_grad_(), training, backend),
-                                      False)[0]
+    out = torch.ops.sincfb.filterbank(*op_args(layer, x.requires_grad_(), training, backend,
+                                               keep_saved=False))[0]
     with pytest.raises(RuntimeError, match="keep_saved=False"):
         out.sum().backward()

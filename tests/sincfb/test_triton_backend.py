@@ -1,4 +1,6 @@
-"""The 'triton' backend on the CPU through Triton's interpreter (DESIGN.md §5), in CI.
+"""The 'triton' backend on the CPU through Triton's interpreter (DESIGN.md §5), in CI, beyond the
+conformance every backend runs (test_conformance.py): each kernel against its stage, the reduced
+precisions, torch.compile, memory and index arithmetic, autotuning.
 
 Every kernel output and workspace is NaN-poisoned before each launch (SINCFB_TRITON_POISON=1), so
 an element a kernel fails to write cannot pass. Inputs are drawn fresh for every test. Shapes are
@@ -16,7 +18,7 @@ from sincfb.backends.reference import reference_backward, reference_forward
 from sincfb.filters import sinc_filters
 from sincfb.pooling import bin_sums, unpack_mask
 from tests.oracles import authors_bank, randomise_bank
-from tests.sincfb.conformance import Shape, check_against_composite, relative_error
+from tests.tolerance import relative_error, tolerance
 
 pytestmark = pytest.mark.skipif(
     torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") != "1",
@@ -131,13 +133,14 @@ def test_kernels_stage_by_stage(B, N, K, L, P, training):
     rm, rv = bank[1].running_mean.float(), bank[1].running_var.float()
     out, mean, var, mask_bits, bin_stats = tb.triton_forward(x, *params32, rm, rv, cfg)
     ref = reference_forward(x.double(), *params, rm.double(), rv.double(), cfg)
-    assert relative_error(out, ref[0]) < 1e-5
-    assert relative_error(mean, ref[1]) < 1e-5 or (mean - ref[1]).abs().max() < 1e-6
-    assert relative_error(var, ref[2]) < 1e-5
+    tol = tolerance(torch.float32)
+    assert relative_error(out, ref[0]) < tol
+    assert relative_error(mean, ref[1]) < tol or (mean - ref[1]).abs().max() < 1e-6
+    assert relative_error(var, ref[2]) < tol
     _check_mask(mask_bits, _reference_z(x, params, ref[1], ref[2], L))
     # counts are exact and agree with the kernel's own mask bits
     assert torch.equal(bin_stats[0].double(), bin_sums(unpack_mask(mask_bits, N - L + 1), P))
-    assert relative_error(bin_stats[1], ref[4][1]) < 1e-5
+    assert relative_error(bin_stats[1], ref[4][1]) < tol
 
     lay = tk.Layout(B, K, N, L, P)
     n_out = lay.N_out
@@ -148,12 +151,12 @@ def test_kernels_stage_by_stage(B, N, K, L, P, training):
     want = torch.nn.grad.conv1d_weight(x.double(), (K, 1, L), dz)[:, 0]
     folded = algebra.fold_taps(want)
     folded[:, -1] *= 2                   # the kernel folds the centre window twice (_centre_once)
-    assert relative_error(corr, folded) < 1e-5
+    assert relative_error(corr, folded) < tol
     taps = tk.filter_taps(*params32[:2], L, 16000.0, 50.0, 50.0)
     packed = tb._pack_taps(taps, None, lay, "ieee")
     heavy = tk.transposed_product(packed, weights, mask_bits, lay, "ieee", poison=True)
     want = F.conv_transpose1d(dz, tb.full_filters(taps)[:, None])[:, 0]
-    assert relative_error(heavy, want) < 1e-5
+    assert relative_error(heavy, want) < tol
 
 
 def test_mask_bits_of_a_ragged_tail_are_zero():
@@ -170,29 +173,8 @@ def test_mask_bits_of_a_ragged_tail_are_zero():
 
 # ----------------------------------------------------------------------------- the whole layer
 
-CONFORMANCE = [
-    Shape(2, 400, 8, 31, 17),       # P does not divide N_out
-    Shape(1, 300, 5, 10, 7),        # B=1, even L (-> 11), overlapping bins
-    Shape(3, 257, 20, 3, 255),      # P == N_out, K = 20 (a 16 + 16 filter split)
-    Shape(2, 300, 17, 31, 64),      # K = 17, many bins per tile
-]
-
-
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("shape", CONFORMANCE, ids=str)
-def test_ieee_matches_the_float64_composite(shape, training):
-    """Outputs, the five gradients and running statistics over two steps: <= 1e-5 (DESIGN §4)."""
-    check_against_composite("triton", shape, training, torch.float32, tol=1e-5, precision="ieee")
-
-
-def test_paper_filter_length_matches_the_float64_composite():
-    check_against_composite("triton", Shape(2, 1100, 3, 1001, 33), True, torch.float32, tol=1e-5,
-                            precision="ieee", steps=1)
-
-
-@pytest.mark.parametrize("precision, forward_tol, backward_tol",
-                         [("tf32", 1e-3, 3e-3), ("bf16", 1e-2, 3e-2)])
-def test_reduced_precision_paths(precision, forward_tol, backward_tol):
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_reduced_precision_paths(precision):
     """tf32 and bf16 run the same kernels with operands rounded as the tensor cores round them
     (emulated under the interpreter). The forward is compared end to end; the gradients at the
     saved data (same mask bits), since a reduced-precision forward flips some ReLU decisions and
@@ -205,13 +187,14 @@ def test_reduced_precision_paths(precision, forward_tol, backward_tol):
     rm, rv = bank[1].running_mean.float(), bank[1].running_var.float()
     fwd = tb.triton_forward(x, *params32, rm, rv, cfg)
     ref = reference_forward(x.double(), *params, rm.double(), rv.double(), cfg)
+    forward_tol = tolerance(torch.float32, precision)
     assert relative_error(fwd[0], ref[0]) < forward_tol
     grad = torch.randn(B, K, P)
     got = tb.triton_backward(grad, x, *params32, *fwd[1:], cfg)
     want = reference_backward(grad.double(), x.double(), *params, fwd[1].double(),
                               fwd[2].double(), fwd[3], fwd[4].double(), cfg)
     for name, a, b in zip(("x", "low_hz_", "band_hz_", "weight", "bias"), got, want):
-        assert relative_error(a, b) < backward_tol, name
+        assert relative_error(a, b) < 3 * forward_tol, name   # the margin this test has had
 
 
 def test_torch_compile_fullgraph_under_the_interpreter():

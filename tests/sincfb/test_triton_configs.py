@@ -26,7 +26,7 @@ from sincfb.backends import FilterbankConfig
 from sincfb.backends.reference import reference_forward
 from sincfb.filters import sinc_filters
 from sincfb.pooling import bin_sums, unpack_mask
-from tests.sincfb.conformance import relative_error
+from tests.tolerance import relative_error
 from tests.sincfb.test_triton_backend import _bank
 
 pytestmark = pytest.mark.skipif(
