@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -21,7 +20,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from bench.common import REPOSITORY, device_slug, git_commit, package_version, write_json_atomic
+from bench.common import (REPOSITORY, device_slug, git_commit, package_version, run_metadata,
+                          write_json_atomic)
 
 __all__ = ["CONFIGS", "TRAIN_COMMAND", "machine_meta", "manifest_split", "dataset_summary",
            "run_command", "run_one", "run_record_path", "finished_run", "summarise", "render_markdown", "compare", "results_path",
@@ -54,21 +54,11 @@ CLASSICAL_NAME = ("logistic regression on per-song log-mel (96 bands: mean, std,
 
 
 def machine_meta(argv: Sequence[str]) -> dict:
-    """The machine, versions, date, commit and command line, as the other benchmarks record them."""
-    import torch
-
-    from bench.machine import cpu_info
-
-    return {"cpu": cpu_info(), "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            # other processes share the CPU: the load average says whether they ran
-            "loadavg_start": list(os.getloadavg()),
-            "environment": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")},
-            "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                         "torchaudio": package_version("torchaudio"),
-                         "soundfile": package_version("soundfile")},
-            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "git_commit": git_commit(REPOSITORY),
-            "command": shlex.join(["python", "-m", "bench.real_music", *argv])}
+    """The run record every benchmark opens with (:func:`bench.common.run_metadata`), with the
+    audio libraries' versions: the decoders decide what the networks hear."""
+    return run_metadata("bench.real_music", argv,
+                        versions={"torchaudio": package_version("torchaudio"),
+                                  "soundfile": package_version("soundfile")})
 
 
 def manifest_split(manifest_path) -> dict:
