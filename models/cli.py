@@ -76,6 +76,7 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
                              ("--clip-seconds", float, "clip length"), ("--hop-seconds", float, "clip hop"),
                              ("--gain", float, "amplitude augmentation: x U[1-g, 1+g]"),
                              ("--noise-std", float, "noise level"),
+                             ("--mixup", float, "mixup's Beta(a, a) parameter a (0: off)"),
                              ("--audio-scale", float, "multiply the audio by this (32768: int16 scale)"),
                              ("--workers", int, "data-loader workers"),
                              ("--seed", int, "seed of everything random")):

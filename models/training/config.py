@@ -32,7 +32,7 @@ _KINDS = {"int": ((int,), "an integer"), "float": ((int, float), "a finite numbe
           "dict": ((dict,), "a table of settings")}
 _COUNTS = ("batch_size", "clips_per_song", "eval_batch_size")            # at least 1
 _NON_NEGATIVE = ("epochs", "warmup_epochs", "halve_every", "halve_from", "workers", "seed", "lr",
-                 "warmup_lr", "momentum", "weight_decay", "gain", "noise_std")
+                 "warmup_lr", "momentum", "weight_decay", "gain", "noise_std", "mixup")
 
 
 def _shown(value) -> str:
@@ -70,6 +70,7 @@ class TrainConfig:
     gain: float = 0.1                 # amplitude x U[1 - gain, 1 + gain]
     noise_std: float = 0.02
     noise: str = "gaussian"           # 'gaussian', 'uniform' (U[-noise_std, noise_std]), 'none'
+    mixup: float = 0.0                # Beta(mixup, mixup) share of a batch mixed with itself; 0: off
     audio_scale: float = 1.0          # samples are given to the model x this (32768: int16 scale)
     fixed_seconds: Optional[float] = None          # stretch every file to this duration
     frame_lookback_seconds: Optional[float] = None  # None: the paper's clips; 2.0: the authors'

@@ -20,7 +20,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..base.datafiles import CheckpointError
 from ..base.logs import write_logs
@@ -36,6 +35,7 @@ from .checkpoints import (CHECKPOINT_FORMAT, build_from_config, check_classes, l
                           read_checkpoint, save_checkpoint)
 from .config import TrainConfig
 from .cutoffs import cutoff_shift, parameter_groups, shift_summary
+from .mixup import mix_batch, mixed_cross_entropy
 from .runs import split_names
 from .schedule import EpochSampler, learning_rate
 
@@ -256,9 +256,10 @@ class Trainer:
         for clips, labels in bar:
             clips = clips.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
+            batch = mix_batch(clips, labels, config.mixup)
             with autocast(self.device, self._use("amp")):
-                logits = self.net(clips)
-            loss = F.cross_entropy(logits.float(), labels)
+                logits = self.net(batch.clips)
+            loss = mixed_cross_entropy(logits.float(), batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(self._divergence_message(loss.item()))
             self.optimizer.zero_grad(set_to_none=True)
@@ -267,7 +268,9 @@ class Trainer:
             self.step += 1
             self.rng_state = torch.get_rng_state()
             self.partial["loss"] += loss.item() * len(labels)
-            self.partial["correct"] += int((logits.argmax(1) == labels).sum())
+            # under mixup a clip counts as right when it names the larger share of its mix
+            dominant = batch.labels if batch.share >= 0.5 else batch.partner_labels
+            self.partial["correct"] += int((logits.argmax(1) == dominant).sum())
             self.partial["seen"] += len(labels)
             self.partial["seconds"] = time.perf_counter() - started
             if hasattr(bar, "set_postfix"):

@@ -76,12 +76,16 @@ def _weights(model):
     return torch.cat([p.detach().flatten() for p in model.state_dict().values() if p.is_floating_point()])
 
 
-def test_resume_continues_exactly(corpus, splits, tmp_path):
-    straight = Trainer(tiny_config(), corpus, splits, tmp_path / "a", progress=False, log=lambda *_: None)
+@pytest.mark.parametrize("mixup", [0.0, 0.4])      # mixup draws from the generator a resume restores
+def test_resume_continues_exactly(corpus, splits, tmp_path, mixup):
+    straight = Trainer(tiny_config(mixup=mixup), corpus, splits, tmp_path / "a", progress=False,
+                       log=lambda *_: None)
     straight.fit()
-    first = Trainer(tiny_config(epochs=1), corpus, splits, tmp_path / "b", progress=False, log=lambda *_: None)
+    first = Trainer(tiny_config(epochs=1, mixup=mixup), corpus, splits, tmp_path / "b",
+                    progress=False, log=lambda *_: None)
     first.fit()
-    resumed = Trainer(tiny_config(), corpus, splits, tmp_path / "b", progress=False, log=lambda *_: None)
+    resumed = Trainer(tiny_config(mixup=mixup), corpus, splits, tmp_path / "b", progress=False,
+                      log=lambda *_: None)
     resumed.resume(tmp_path / "b" / "last.pt")
     resumed.fit()
     for a, b in zip(straight.history, resumed.history):
