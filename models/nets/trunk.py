@@ -17,9 +17,11 @@ from torch import nn
 from .common import check_positive_int, check_probability
 
 __all__ = ["ResNetTrunk", "trunk_output_size", "check_image_size", "load_backbone_state_dict",
-           "BackboneWeightsUnavailable", "IMAGENET_WEIGHTS", "TRUNK_CHANNELS", "SPP_LEVELS"]
+           "BackboneWeightsUnavailable", "IMAGENET_WEIGHTS", "TRUNK_CHANNELS", "SPP_LEVELS",
+           "IMAGENET_WIDTH", "resnet18"]
 
 TRUNK_CHANNELS = 512            # channels of ResNet-18's conv5 (layer4) output
+IMAGENET_WIDTH = 64             # ResNet-18's conv1 channels; its stages have 1, 2, 4, 8 times this
 SPP_LEVELS = (1, 2)             # the paper's pyramid: one global average and a 2x2 grid of averages
 IMAGENET_WEIGHTS = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
 
@@ -106,6 +108,43 @@ def load_backbone_state_dict(weights: BackboneWeights) -> Optional[Mapping[str, 
                     f"state dict, got {type(weights).__name__}")
 
 
+def _stage(inplanes: int, planes: int, stride: int) -> nn.Sequential:
+    """Two of torchvision's basic blocks, the first with a strided 1x1 projection where the
+    shape changes: the structure (and state-dict keys) of a ResNet-18 ``layerN``."""
+    downsample = None
+    if stride != 1 or inplanes != planes:
+        downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False),
+                                   nn.BatchNorm2d(planes))
+    block = torchvision.models.resnet.BasicBlock
+    return nn.Sequential(block(inplanes, planes, stride, downsample), block(planes, planes))
+
+
+def resnet18(num_classes: int, width: int = IMAGENET_WIDTH) -> torchvision.models.ResNet:
+    """torchvision's ResNet-18 with ``width`` channels after conv1 (stages of 1, 2, 4, 8 x width).
+
+    ``width=64`` is torchvision's own network; a narrower one keeps its layout and keys, and its
+    initialisation (He-normal convolutions, BatchNorm at 1 and 0), with a quarter of the
+    parameters and compute at half the width: what a random trunk on a few hundred songs can fit.
+    """
+    check_positive_int("trunk_width", width)
+    model = torchvision.models.resnet18(num_classes=num_classes)
+    if width == IMAGENET_WIDTH:
+        return model
+    model.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+    model.bn1 = nn.BatchNorm2d(width)
+    widths = (width, 2 * width, 4 * width, 8 * width)
+    for index, (inplanes, planes) in enumerate(zip((width,) + widths[:-1], widths), start=1):
+        setattr(model, f"layer{index}", _stage(inplanes, planes, 1 if index == 1 else 2))
+    model.fc = nn.Linear(widths[-1], num_classes)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    return model
+
+
 class ResNetTrunk(nn.Module):
     """torchvision ResNet-18 on a 3-channel image, then a classifier head.
 
@@ -113,15 +152,17 @@ class ResNetTrunk(nn.Module):
     a ``Linear(512, num_classes)``. ``spp=True`` (the paper): spatial pyramid pooling of the conv5
     map (one global average and a 2x2 grid of block averages, 5 x 512 = 2560 values) and ``head``,
     ``Linear(2560, hidden) -> ReLU -> Dropout -> Linear(hidden, num_classes)``; ``model.fc`` is then
-    an ``Identity`` so no unused parameters remain.
+    an ``Identity`` so no unused parameters remain. ``width`` narrows the trunk (:func:`resnet18`;
+    the pooled feature has ``8 * width`` channels per cell instead of 512).
     """
 
     def __init__(self, num_classes: int, spp: bool = True, hidden: int = 512,
-                 dropout: float = 0.5):
+                 dropout: float = 0.5, width: int = IMAGENET_WIDTH):
         super().__init__()
         check_positive_int("num_classes", num_classes)
         self.spp = bool(spp)
-        self.model = torchvision.models.resnet18(num_classes=num_classes)
+        self.width = width
+        self.model = resnet18(num_classes, width)
         if self.spp:
             check_positive_int("hidden", hidden)
             check_probability("dropout", dropout)
@@ -133,7 +174,7 @@ class ResNetTrunk(nn.Module):
     def feature_dim(self) -> int:
         """Length of the pooled feature: 2560 with spatial pyramid pooling, 512 without."""
         cells = sum(level * level for level in SPP_LEVELS) if self.spp else 1
-        return cells * TRUNK_CHANNELS
+        return cells * TRUNK_CHANNELS * self.width // IMAGENET_WIDTH
 
     def features(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) image -> (B, 512, ceil(H/32), ceil(W/32)) conv5 map."""
@@ -165,6 +206,10 @@ class ResNetTrunk(nn.Module):
     def load_backbone(self, weights: BackboneWeights) -> None:
         """Load trunk weights (conv1..layer4, every key but ``fc.*``) from ``weights``: None (keep
         the random initialisation), 'imagenet' or a path to a torchvision resnet18 state dict."""
+        if weights is not None and self.width != IMAGENET_WIDTH:
+            raise ValueError(f"backbone weights are for ResNet-18's own width {IMAGENET_WIDTH}; "
+                             f"a trunk of width {self.width} starts from random weights "
+                             "(--backbone random)")
         state = load_backbone_state_dict(weights)
         if state is None:
             return

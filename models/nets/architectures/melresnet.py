@@ -9,7 +9,7 @@ from torch import nn
 
 from ..common import AudioClassifier, check_positive_int, check_sample_rate
 from ..registry import register_model
-from ..trunk import BackboneWeights, ResNetTrunk, check_image_size
+from ..trunk import IMAGENET_WIDTH, BackboneWeights, ResNetTrunk, check_image_size
 
 __all__ = ["MelResNet"]
 
@@ -46,7 +46,7 @@ class MelResNet(AudioClassifier):
                  hop_length: Optional[int] = None, spp: bool = True,
                  backbone_weights: BackboneWeights = None, hidden: int = 512,
                  dropout: float = 0.5, top_db: Optional[float] = 80.0, f_min: float = 0.0,
-                 f_max: Optional[float] = None):
+                 f_max: Optional[float] = None, trunk_width: int = IMAGENET_WIDTH):
         super().__init__()
         for name, value in (("num_classes", num_classes), ("n_mels", n_mels), ("frames", frames),
                             ("clip_samples", clip_samples), ("n_fft", n_fft)):
@@ -74,12 +74,12 @@ class MelResNet(AudioClassifier):
             power=2.0, center=True)
         self.to_db = torchaudio.transforms.AmplitudeToDB("power", top_db)
         self.norm = nn.BatchNorm2d(1)
-        self.resnet = ResNetTrunk(num_classes, spp, hidden, dropout)
+        self.resnet = ResNetTrunk(num_classes, spp, hidden, dropout, trunk_width)
         self.resnet.load_backbone(backbone_weights)
 
     @property
     def feature_dim(self) -> int:
-        """Length of :meth:`embed`'s output: 2560 with SPP, 512 without."""
+        """Length of :meth:`embed`'s output: 2560 with SPP, 512 without (at trunk width 64)."""
         return self.resnet.feature_dim
 
     def log_mel(self, x: torch.Tensor) -> torch.Tensor:

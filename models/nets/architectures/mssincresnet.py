@@ -11,7 +11,7 @@ from sincfb import FusedSincFilterbank
 from ..common import (AudioClassifier, check_int_tuple, check_odd_lengths, check_positive_int,
                       check_sample_rate)
 from ..registry import register_model
-from ..trunk import BackboneWeights, ResNetTrunk, check_image_size
+from ..trunk import IMAGENET_WIDTH, BackboneWeights, ResNetTrunk, check_image_size
 
 __all__ = ["MSSincResNet", "SincResNet"]
 
@@ -54,6 +54,7 @@ class MSSincResNet(AudioClassifier):
         clip_samples: samples per clip N (48,000 = 3 s at 16 kHz); the LayerNorm is sized for it.
         hidden, dropout: width and dropout of the SPP head's hidden layer (unused when spp=False).
         min_low_hz, min_band_hz: floors of the sinc cut-offs in Hz.
+        trunk_width: the ResNet-18's conv1 channels (64: torchvision's; narrower: random trunk only).
     """
 
     def __init__(self, num_classes: int, kernel_sizes: Sequence[int] = (251, 501, 1001),
@@ -61,7 +62,8 @@ class MSSincResNet(AudioClassifier):
                  spp: bool = True, backbone_weights: BackboneWeights = None,
                  backend: str = "auto", precision: Optional[str] = None,
                  clip_samples: int = 48000, hidden: int = 512, dropout: float = 0.5,
-                 min_low_hz: float = 50, min_band_hz: float = 50):
+                 min_low_hz: float = 50, min_band_hz: float = 50,
+                 trunk_width: int = IMAGENET_WIDTH):
         super().__init__()
         kernel_sizes = _check_front_end(num_classes, kernel_sizes, num_filters, pool_bins,
                                         sample_rate, clip_samples)
@@ -78,7 +80,7 @@ class MSSincResNet(AudioClassifier):
             self.add_module(f"sincNet{i}", FusedSincFilterbank(
                 num_filters, length, sample_rate, pool_bins, min_low_hz, min_band_hz,
                 backend=backend, precision=precision))
-        self.resnet = ResNetTrunk(num_classes, spp, hidden, dropout)
+        self.resnet = ResNetTrunk(num_classes, spp, hidden, dropout, trunk_width)
         self.resnet.load_backbone(backbone_weights)
 
     @property
@@ -88,7 +90,7 @@ class MSSincResNet(AudioClassifier):
 
     @property
     def feature_dim(self) -> int:
-        """Length of :meth:`embed`'s output: 2560 with SPP, 512 without."""
+        """Length of :meth:`embed`'s output: 2560 with SPP, 512 without (at trunk width 64)."""
         return self.resnet.feature_dim
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
@@ -129,11 +131,12 @@ class SincResNet(MSSincResNet):
                  pool_bins: int = 1024, sample_rate: float = 16000, spp: bool = True,
                  backbone_weights: BackboneWeights = None, backend: str = "auto",
                  precision: Optional[str] = None, clip_samples: int = 48000, hidden: int = 512,
-                 dropout: float = 0.5, min_low_hz: float = 50, min_band_hz: float = 50):
+                 dropout: float = 0.5, min_low_hz: float = 50, min_band_hz: float = 50,
+                 trunk_width: int = IMAGENET_WIDTH):
         check_positive_int("kernel_size", kernel_size, 3)
         super().__init__(num_classes, (kernel_size,) * 3, num_filters, pool_bins, sample_rate,
                          spp, backbone_weights, backend, precision, clip_samples, hidden, dropout,
-                         min_low_hz, min_band_hz)
+                         min_low_hz, min_band_hz, trunk_width)
         self.kernel_size = kernel_size
 
 
