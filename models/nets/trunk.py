@@ -18,7 +18,7 @@ from .common import check_positive_int, check_probability
 
 __all__ = ["ResNetTrunk", "trunk_output_size", "check_image_size", "load_backbone_state_dict",
            "BackboneWeightsUnavailable", "IMAGENET_WEIGHTS", "TRUNK_CHANNELS", "SPP_LEVELS",
-           "IMAGENET_WIDTH", "resnet18"]
+           "IMAGENET_WIDTH", "resnet18", "trunk_sizes"]
 
 TRUNK_CHANNELS = 512            # channels of ResNet-18's conv5 (layer4) output
 IMAGENET_WIDTH = 64             # ResNet-18's conv1 channels; its stages have 1, 2, 4, 8 times this
@@ -143,6 +143,11 @@ def resnet18(num_classes: int, width: int = IMAGENET_WIDTH) -> torchvision.model
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
     return model
+
+
+def trunk_sizes(table: Mapping) -> dict:
+    """The trunk's constructor arguments a size table sets (``trunk_width`` where it has one)."""
+    return {"trunk_width": table["trunk_width"]} if "trunk_width" in table else {}
 
 
 class ResNetTrunk(nn.Module):

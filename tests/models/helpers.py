@@ -18,6 +18,20 @@ def resnet18_trunk_parameters() -> int:
     return sum(p.numel() for name, p in net.named_parameters() if not name.startswith("fc."))
 
 
+def resnet18_width_parameters(width: int) -> int:
+    """ResNet-18's parameters without fc at conv1 width ``width``, from the architecture table
+    (He et al. 2016, Table 1: 7x7 conv, four stages of two 3x3 basic blocks with w, 2w, 4w, 8w
+    channels, a 1x1 projection where the shape changes; two BatchNorm parameters per channel)."""
+    def block(cin, cout, project):
+        count = 9 * cin * cout + 9 * cout * cout + 2 * 2 * cout
+        return count + (cin * cout + 2 * cout if project else 0)
+    total, cin = 3 * 49 * width + 2 * width, width
+    for stage, cout in enumerate((width, 2 * width, 4 * width, 8 * width)):
+        total += block(cin, cout, stage > 0) + block(cout, cout, False)
+        cin = cout
+    return total
+
+
 def linear_parameters(fan_in: int, fan_out: int) -> int:
     """Weights and bias of a Linear layer."""
     return fan_in * fan_out + fan_out

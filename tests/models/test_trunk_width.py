@@ -8,26 +8,19 @@ import torchvision
 
 from models.nets.catalog import build_model
 from models.nets.trunk import ResNetTrunk, resnet18
+from tests.models.helpers import resnet18_trunk_parameters, resnet18_width_parameters
 
 SEED = 5
 
 
-def resnet18_parameters(width: int, classes: int) -> int:
-    """ResNet-18's parameter count at conv1 width ``width``, from the architecture table."""
-    def block(cin, cout, project):
-        count = 9 * cin * cout + 9 * cout * cout + 2 * 2 * cout      # two convs, two BatchNorms
-        return count + (cin * cout + 2 * cout if project else 0)
-    total = 3 * 49 * width + 2 * width                                 # conv1, bn1
-    cin = width
-    for stage, cout in enumerate((width, 2 * width, 4 * width, 8 * width)):
-        total += block(cin, cout, stage > 0) + block(cout, cout, False)
-        cin = cout
-    return total + 8 * width * classes + classes                       # fc
-
-
 @pytest.mark.parametrize("width", [64, 32, 16])
 def test_the_parameter_count_is_resnet18s_at_that_width(width):
-    assert sum(p.numel() for p in resnet18(7, width).parameters()) == resnet18_parameters(width, 7)
+    expected = resnet18_width_parameters(width) + 8 * width * 7 + 7          # trunk + fc
+    assert sum(p.numel() for p in resnet18(7, width).parameters()) == expected
+
+
+def test_the_formula_counts_torchvisions_own_network():
+    assert resnet18_width_parameters(64) == resnet18_trunk_parameters()
 
 
 def test_width_64_is_torchvisions_network_draw_for_draw():

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..common import AudioClassifier, check_positive_int, check_sample_rate
 from ..registry import register_model
-from ..trunk import IMAGENET_WIDTH, BackboneWeights, ResNetTrunk, check_image_size
+from ..trunk import IMAGENET_WIDTH, BackboneWeights, ResNetTrunk, check_image_size, trunk_sizes
 
 __all__ = ["MelResNet"]
 
@@ -18,7 +18,8 @@ def _sizes(size: str, table) -> dict:
     """As many mel bands and frames as the sinc ResNets' image has filters and bins."""
     # the compact clip is too short for a 1024-point STFT of 64 frames
     return {"n_mels": table["num_filters"], "frames": table["pool_bins"],
-            "n_fft": 256 if size == "compact" else 1024, "hidden": table["hidden"]}
+            "n_fft": 256 if size == "compact" else 1024, "hidden": table["hidden"],
+            **trunk_sizes(table)}
 
 
 @register_model(_sizes, summary=(("Mel ResNet-18 (SPP head)", {"spp": True}),

@@ -11,7 +11,7 @@ from sincfb import FusedSincFilterbank
 from ..common import (AudioClassifier, check_int_tuple, check_odd_lengths, check_positive_int,
                       check_sample_rate)
 from ..registry import register_model
-from ..trunk import IMAGENET_WIDTH, BackboneWeights, ResNetTrunk, check_image_size
+from ..trunk import IMAGENET_WIDTH, BackboneWeights, ResNetTrunk, check_image_size, trunk_sizes
 
 __all__ = ["MSSincResNet", "SincResNet"]
 
@@ -20,7 +20,7 @@ def _sincresnet_sizes(table, kernels: dict) -> dict:
     """Both sinc ResNets at the compact and laptop sizes: the table's filters (of lengths
     ``kernels``), bins and head."""
     return {"num_filters": table["num_filters"], **kernels, "pool_bins": table["pool_bins"],
-            "hidden": table["hidden"]}
+            "hidden": table["hidden"], **trunk_sizes(table)}
 
 
 @register_model(lambda size, table: _sincresnet_sizes(table,
