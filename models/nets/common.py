@@ -101,3 +101,9 @@ class AudioClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Clips (B, N) or (B, 1, N) of raw audio -> logits (B, num_classes)."""
         return self.classify(self.embed(x))
+
+    def parts(self) -> dict[str, list[nn.Module]]:
+        """The model's modules by role: ``front-end`` (what turns audio into the representation),
+        ``trunk`` (what turns that into the pooled feature) and ``head`` (the classifier); every
+        parameter belongs to exactly one part (:func:`models.nets.summary.parameter_counts`)."""
+        raise NotImplementedError

@@ -18,30 +18,33 @@ from .catalog import build_model, size_config
 from .common import count_parameters
 from .registry import registered_models
 
-__all__ = ["parameter_groups", "summary_rows", "markdown_table", "main"]
+__all__ = ["PARTS", "parameter_counts", "summary_rows", "markdown_table", "main"]
 
 #: (label, registry name, extra constructor arguments) of every row: the rows each model
 #: registers (:func:`models.nets.registry.register_model`'s ``summary``), in listing order
 VARIANTS = [(label, entry.name, extra) for entry in registered_models()
             for label, extra in entry.summary]
 
-_HEAD_PREFIXES = ("resnet.head.", "resnet.model.fc.", "classifier.")
-_TRUNK_PREFIXES = ("resnet.model.", "convs.", "fc.")
+PARTS = ("front-end", "trunk", "head")
 
 
-def parameter_groups(model: nn.Module) -> dict[str, int]:
-    """Parameter counts split into front-end (what turns audio into the representation), trunk
-    (ResNet-18's conv1..layer4; SincNet's later conv and fully-connected layers) and head."""
-    groups = {"front-end": 0, "trunk": 0, "head": 0}
-    for name, p in model.named_parameters():
-        if name.startswith(_HEAD_PREFIXES):
-            groups["head"] += p.numel()
-        elif name.startswith(_TRUNK_PREFIXES) or (name.startswith("conv_norms.")
-                                                    and not name.startswith("conv_norms.0.")):
-            groups["trunk"] += p.numel()
-        else:
-            groups["front-end"] += p.numel()
-    return groups
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """Parameter counts by the parts the model declares (:meth:`AudioClassifier.parts`):
+    front-end, trunk and head. ``ValueError`` if a parameter is in no part or in two."""
+    counts, seen = {}, {}
+    for part, modules in model.parts().items():
+        counts[part] = 0
+        for module in modules:
+            for name, p in module.named_parameters():
+                if id(p) in seen:
+                    raise ValueError(f"{type(model).__name__}: a parameter ({name}) is in both "
+                                     f"{seen[id(p)]!r} and {part!r}")
+                seen[id(p)] = part
+                counts[part] += p.numel()
+    missing = [name for name, p in model.named_parameters() if id(p) not in seen]
+    if missing:
+        raise ValueError(f"{type(model).__name__}.parts() leaves out {missing[:5]}")
+    return {part: counts.get(part, 0) for part in PARTS}
 
 
 def _build(name: str, num_classes: int, kwargs: dict) -> nn.Module:
@@ -59,14 +62,14 @@ def summary_rows(num_classes: int = 10) -> list[dict]:
         for label, name, extra in VARIANTS:
             kwargs = {**(size_config(name, config) if config != "paper" else {}), **extra}
             model = _build(name, num_classes, kwargs)
-            rows.append({"config": config, "model": label, **parameter_groups(model),
+            rows.append({"config": config, "model": label, **parameter_counts(model),
                          "total": count_parameters(model)})
     return rows
 
 
 def markdown_table(rows: list[dict]) -> str:
     """The rows as a GitHub-flavoured markdown table."""
-    columns = ["config", "model", "front-end", "trunk", "head", "total"]
+    columns = ["config", "model", *PARTS, "total"]
     lines = ["| " + " | ".join(columns) + " |",
              "|" + "|".join(["---"] * 2 + ["---:"] * 4) + "|"]
     for row in rows:

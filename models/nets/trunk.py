@@ -175,6 +175,12 @@ class ResNetTrunk(nn.Module):
             self.head = nn.Sequential(nn.Linear(self.feature_dim, hidden), nn.ReLU(inplace=True),
                                       nn.Dropout(dropout), nn.Linear(hidden, num_classes))
 
+    def parts(self) -> dict[str, list[nn.Module]]:
+        """``trunk`` (conv1 .. layer4) and ``head`` (the SPP head, or ResNet-18's ``fc``)."""
+        m = self.model
+        return {"trunk": [m.conv1, m.bn1, m.layer1, m.layer2, m.layer3, m.layer4],
+                "head": [self.head if self.spp else m.fc]}
+
     @property
     def feature_dim(self) -> int:
         """Length of the pooled feature: 2560 with spatial pyramid pooling, 512 without."""

@@ -5,7 +5,7 @@ import torch
 from models import (COMPACT, MODELS, MelResNet, MSSincResNet, SincNet, SincResNet, build_model,
                     compact_config, count_parameters, trunk_output_size)
 from models.nets.catalog import LAPTOP
-from models.nets.summary import markdown_table, parameter_groups, summary_rows
+from models.nets.summary import markdown_table, parameter_counts, summary_rows
 from tests.models.helpers import (compact_model, melresnet_parameters, mssincresnet_parameters,
                                   resnet18_trunk_parameters, resnet18_width_parameters,
                                   sincnet_parameters)
@@ -134,4 +134,20 @@ def test_summary_table_covers_every_model_and_agrees_with_counts():
     paper_ms = next(r for r in rows if r["config"] == "paper" and r["model"].startswith("MS-Sinc"))
     assert paper_ms["total"] == mssincresnet_parameters(10, 160, 48000, True)
     assert markdown_table(rows).count("\n") == len(rows) + 2
-    assert parameter_groups(compact("mssincresnet", spp=False))["head"] == 512 * 5 + 5
+    assert parameter_counts(compact("mssincresnet", spp=False))["head"] == 512 * 5 + 5
+
+
+def test_parameter_counts_refuse_parts_that_miss_or_repeat_a_parameter(monkeypatch):
+    model = compact("mssincresnet", spp=False)
+    declared = model.parts()
+    counts = parameter_counts(model)
+    assert sum(counts.values()) == sum(p.numel() for p in model.parameters())
+    assert counts["front-end"] == sum(p.numel() for b in model.banks for p in b.parameters()) + \
+        sum(p.numel() for p in model.layerNorm.parameters())
+    monkeypatch.setattr(model, "parts", lambda: {**declared, "head": []})
+    with pytest.raises(ValueError, match="leaves out.*fc"):
+        parameter_counts(model)
+    monkeypatch.setattr(model, "parts", lambda: {**declared, "head": [model.resnet.model.fc,
+                                                                       model.resnet.model.layer4]})
+    with pytest.raises(ValueError, match="both 'trunk' and 'head'"):
+        parameter_counts(model)

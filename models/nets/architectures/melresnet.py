@@ -78,6 +78,11 @@ class MelResNet(AudioClassifier):
         self.resnet = ResNetTrunk(num_classes, spp, hidden, dropout, trunk_width)
         self.resnet.load_backbone(backbone_weights)
 
+    def parts(self) -> dict[str, list[nn.Module]]:
+        """Front-end: the input LayerNorm, the log-mel spectrogram and its BatchNorm."""
+        return {"front-end": [self.layerNorm, self.mel, self.to_db, self.norm],
+                **self.resnet.parts()}
+
     @property
     def feature_dim(self) -> int:
         """Length of :meth:`embed`'s output: 2560 with SPP, 512 without (at trunk width 64)."""

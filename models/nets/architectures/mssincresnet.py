@@ -88,6 +88,10 @@ class MSSincResNet(AudioClassifier):
         """The filterbanks ``sincNet1``, ``sincNet2``, ``sincNet3``, in image-channel order."""
         return tuple(self._modules[f"sincNet{i}"] for i in range(1, 4))
 
+    def parts(self) -> dict[str, list[nn.Module]]:
+        """Front-end: the input LayerNorm and the three banks; then the trunk's parts."""
+        return {"front-end": [self.layerNorm, *self.banks], **self.resnet.parts()}
+
     @property
     def feature_dim(self) -> int:
         """Length of :meth:`embed`'s output: 2560 with SPP, 512 without (at trunk width 64)."""

@@ -101,6 +101,12 @@ class SincNet(AudioClassifier):
         return nn.Sequential(nn.Linear(width_in, width_out), nn.BatchNorm1d(width_out),
                              nn.LeakyReLU(negative_slope), nn.Dropout(dropout))
 
+    def parts(self) -> dict[str, list[nn.Module]]:
+        """Front-end: the input LayerNorm, the sinc layer and its LayerNorm; trunk: the later
+        convolutions, their LayerNorms and the fully-connected layers; head: the classifier."""
+        return {"front-end": [self.layerNorm, self.sinc, self.conv_norms[0]],
+                "trunk": [*self.convs, *self.conv_norms[1:], self.fc], "head": [self.classifier]}
+
     @property
     def feature_dim(self) -> int:
         """Length of :meth:`embed`'s output (the last fully-connected layer's width)."""
