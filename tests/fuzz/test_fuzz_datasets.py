@@ -2,7 +2,7 @@
 truth, and dataset scanning with hostile audio among good songs.
 
 The base files are real: a manifest as ``models.data.manifest`` documents it, and the ISMIR 2004
-release's rows verbatim (taken from tests/models/test_datasets_release.py, which copies them
+release's rows verbatim (taken from tests/models/data/test_datasets_release.py, which copies them
 from the release as committed in joshprewer/MusicGenreClassification). Hypothesis damages them
 (any bytes, NUL bytes, a 1 MB field, unbalanced quotes, other encodings); the readers must return
 a track list or raise a one-line :class:`DataError` naming the file, and warnings about skipped
@@ -27,7 +27,7 @@ from models.data.tracklists import open_tracklist
 from models.data.tracks import DataError, TrackList
 from tests.fuzz.support import (assert_one_line_naming, fuzz_settings, hang_guard, mutated,
                                 song_folder_with_hostile_files)
-from tests.models.test_datasets_release import SUBSETS
+from tests.models.data.test_datasets_release import SUBSETS
 
 pytestmark = pytest.mark.fuzz
 

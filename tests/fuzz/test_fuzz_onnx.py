@@ -5,7 +5,7 @@ Exporting the real network takes about 40 s on a loaded 2-core machine, too long
 default run's fuzz budget, so the graph here is a small stand-in with the exported clip model's
 contract (input ``clips`` (batch, 1, clip_samples) float32, output ``logits`` (batch, classes),
 a dynamic batch, opset 18: what ``models.export`` writes), carrying the metadata written by the
-real writer, :func:`models.export.export_metadata`. tests/models/test_export.py runs the real
+real writer, :func:`models.export.export_metadata`. tests/models/inference/test_export.py runs the real
 export end to end. The reader must give a classifier or one ``ValueError`` line naming the file;
 classifying with what it accepts must not raise anything but such a line.
 """

@@ -18,7 +18,7 @@ import torch
 from models.cli import main
 from models.data.synthetic import GENRES, synthesize_song
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FAST = ["--compact", "--epochs", "1", "--batch-size", "8", "--clips-per-song", "1",
         "--backend", "reference", "--device", "cpu", "--backbone", "random", "--no-progress",
         "--warmup-epochs", "0"]
@@ -239,9 +239,9 @@ def test_divergence_stops_with_a_message_and_keeps_the_last_checkpoint(music, fi
     import models.training.trainer as train_module
 
     good = torch.load(finished / "last.pt", weights_only=True)["model_state"]
-    real = train_module.F.cross_entropy
-    monkeypatch.setattr(train_module.F, "cross_entropy",
-                        lambda logits, labels: real(logits, labels) * float("nan"))
+    real = train_module.mixed_cross_entropy
+    monkeypatch.setattr(train_module, "mixed_cross_entropy",
+                        lambda logits, batch: real(logits, batch) * float("nan"))
     status, _, err = train(capsys, music, finished, "--resume", "--epochs", "2")
     assert status == 3
     assert "training diverged" in err and "last good checkpoint" in err and "Traceback" not in err

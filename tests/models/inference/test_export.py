@@ -26,7 +26,7 @@ from models.inference.export import (ExportError, SongClassifier, export_classif
 from models.evaluation.results import vote
 from tests.models.authors_release import released_checkpoint
 from tests.models.helpers import randomise_batch_norms, relative_error
-from tests.models.test_authors_checkpoint import compact_release, random_release  # noqa: F401
+from tests.models.training.test_authors_checkpoint import compact_release, random_release  # noqa: F401
 from tests.oracles import randomise_bank
 
 needs_onnx = pytest.mark.skipif(
@@ -249,7 +249,7 @@ def predict_without_torch(argv) -> dict:
              "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
              "sys.exit(code)\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          cwd=Path(__file__).parents[2], timeout=300)
+                          cwd=Path(__file__).parents[3], timeout=300)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 

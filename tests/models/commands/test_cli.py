@@ -110,7 +110,7 @@ def test_help_and_version_answer_without_loading_torch():
              "        assert stop.code == 0, argv\n"
              "assert 'torch' not in sys.modules and 'numpy' not in sys.modules\n")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parents[2], timeout=120)
+                            cwd=Path(__file__).resolve().parents[3], timeout=120)
     assert result.returncode == 0, result.stderr
     words = " ".join(result.stdout.split())          # the help's own line breaks removed
     assert "random clips drawn per song and epoch (paper: 4, authors: 3)" in words

@@ -21,7 +21,7 @@ import soundfile as sf
 from models.cli import build_parser, main
 from models.commands.train import WARMUP_SHARE
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TINY = ["--compact", "--batch-size", "8", "--clips-per-song", "1", "--device", "cpu"]
 
 

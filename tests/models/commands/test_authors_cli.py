@@ -19,7 +19,7 @@ from models.data.audio import load_audio
 from models.cli import main
 from models.data.readers.gtzan import GTZAN_GENRES
 from tests.models.authors_release import ReleasedMSSincResNet, released_checkpoint
-from tests.models.test_recipes import their_frames
+from tests.models.training.test_recipes import their_frames
 
 CFG = compact_config("mssincresnet")
 N = CFG["clip_samples"]                  # 0.5-s clips: frames span [start - 1/3 s, start + 1/6 s)

@@ -36,9 +36,9 @@ from models.cli import main
 from models.data.synthetic import GENRES, synthesize_song
 from tests.fixtures.make_release_checkpoint import write_songs
 from tests.models.authors_release import as_saved_from_cuda, released_checkpoint
-from tests.models.test_authors_checkpoint import compact_release, random_release  # noqa: F401
+from tests.models.training.test_authors_checkpoint import compact_release, random_release  # noqa: F401
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 RELEASE = REPO / "tests" / "fixtures" / "release-sincnet.pt"
 REFUSAL = "holds Python objects that could run code"
 COMMANDS = ("predict", "evaluate", "export", "plot filterbank", "train --resume")

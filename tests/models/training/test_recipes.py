@@ -29,7 +29,7 @@ from models.training.config import TrainConfig
 from models.training.trainer import EpochSampler, Trainer, learning_rate
 from tests.models.conftest import tiny_train_config
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 # Their code, line by line (values only).
 fs, ex_sample = 16000, 2                          # dataloader.py: loader_GTZAN defaults
