@@ -72,3 +72,38 @@ def test_naive_training_forward_small(benchmark, small_input):
     with torch.no_grad():
         out = benchmark(bank, small_input)
     assert out.shape == (SMALL["batch"], SMALL["filters"], SMALL["bins"])
+
+
+# The per-call cost of the op's Python plumbing (argument declaration, fake, autograd context):
+# a bank so small (4 filters, 31 taps, 256 samples) that the kernels take almost nothing. The
+# before/after comparison of the floors refactor in BENCHMARKS.md timed these two calls.
+TINY = {"filters": 4, "length": 31, "samples": 256, "bins": 8}
+
+
+@pytest.fixture
+def tiny_bank_and_input():
+    """A 4-filter, 31-tap bank (cpu backend) and one 256-sample clip."""
+    torch.manual_seed(0)
+    bank = sincfb.FusedSincFilterbank(TINY["filters"], TINY["length"], 16000, TINY["bins"],
+                                      backend="cpu")
+    return bank, torch.randn(1, 1, TINY["samples"])
+
+
+def test_call_overhead_forward_backward_tiny(benchmark, tiny_bank_and_input):
+    """One training forward and backward of the tiny bank: mostly per-call Python work."""
+    bank, clip = tiny_bank_and_input
+
+    def forward_backward():
+        bank.zero_grad(set_to_none=True)
+        bank(clip).sum().backward()
+    benchmark(forward_backward)
+    assert all(p.grad is not None for p in bank.parameters())
+
+
+def test_call_overhead_eval_forward_tiny(benchmark, tiny_bank_and_input):
+    """One eval-mode forward of the tiny bank without autograd."""
+    bank, clip = tiny_bank_and_input
+    bank.eval()
+    with torch.no_grad():
+        out = benchmark(bank, clip)
+    assert out.shape == (1, TINY["filters"], TINY["bins"])

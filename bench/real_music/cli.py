@@ -1,8 +1,8 @@
 """Command line of the real-recordings benchmark.
 
-    python -m bench.real_music build --out /work/data/realmusic
-    python -m bench.real_music classical /work/data/realmusic/realmusic.csv
-    python -m bench.real_music compare /work/data/realmusic/realmusic.csv --seeds 0 1 2
+    python -m bench.real_music build --out data/realmusic
+    python -m bench.real_music classical data/realmusic/realmusic.csv
+    python -m bench.real_music compare data/realmusic/realmusic.csv --seeds 0 1 2
     python -m bench.real_music table bench/results/realmusic-compare-....json
 
 ``build`` needs the packages of :data:`bench.real_music.dataset.SOUNDTRACKS` installed
