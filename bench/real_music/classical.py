@@ -224,7 +224,7 @@ def classical_reference(manifest_path, split_seeds: Sequence[int] = (),
 
     from models.data import manifest
 
-    from .dataset import split_by_track, track_of
+    from .dataset import split_by_track, track_of, tracks_by_label
 
     started = time.perf_counter()
     tracklist = manifest(manifest_path)
@@ -237,14 +237,9 @@ def classical_reference(manifest_path, split_seeds: Sequence[int] = (),
               "manifest_split": select_and_test(features, labels,
                                                 np.array([t.split for t in tracklist.tracks]),
                                                 classes, groups)}
-    by_label: dict[str, list[str]] = {}
-    for track, group in zip(tracklist.tracks, groups):
-        by_label.setdefault(tracklist.classes[track.label], [])
-        if group not in by_label[tracklist.classes[track.label]]:
-            by_label[tracklist.classes[track.label]].append(group)
     result["resplits"] = []
     for seed in split_seeds:
-        assignment = split_by_track(by_label, seed)
+        assignment = split_by_track(tracks_by_label(tracklist), seed)
         outcome = select_and_test(features, labels, np.array([assignment[g] for g in groups]),
                                   classes, groups)
         result["resplits"].append({"split_seed": seed, **outcome})

@@ -3,6 +3,7 @@
     python -m bench.real_music build --out data/realmusic
     python -m bench.real_music classical data/realmusic/realmusic.csv
     python -m bench.real_music compare data/realmusic/realmusic.csv --seeds 0 1 2
+    python -m bench.real_music resplit data/realmusic/realmusic.csv --seed 1
     python -m bench.real_music table bench/results/realmusic-compare-....json
 
 ``build`` needs the packages of :data:`bench.real_music.dataset.SOUNDTRACKS` installed
@@ -19,7 +20,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of the sub-commands build, classical, compare and table."""
+    """The parser of the sub-commands build, classical, compare, resplit and table."""
     parser = argparse.ArgumentParser(prog="python -m bench.real_music",
                                      description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -41,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     classical.add_argument("--split-seeds", type=int, nargs="*", default=[1, 2],
                            help="also re-split the tracks with these seeds (default 1 2)")
     classical.add_argument("--out", type=Path, help="the JSON (default bench/results/...)")
+    resplit = commands.add_parser("resplit", help="write the manifest re-split with another seed")
+    resplit.add_argument("manifest", type=Path, help="realmusic.csv written by build")
+    resplit.add_argument("--seed", type=int, required=True,
+                         help="seed of the new split by track (the classical reference's "
+                              "--split-seeds use the same one)")
     compare = commands.add_parser("compare", help="train every configuration and seed")
     compare.add_argument("manifest", type=Path, help="realmusic.csv written by build")
     compare.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
@@ -125,6 +131,13 @@ def _compare(args, argv) -> int:
     return 0
 
 
+def _resplit(args) -> int:
+    from .dataset import resplit_manifest
+
+    print(f"wrote {resplit_manifest(args.manifest, args.seed)}")
+    return 0
+
+
 def _table(args, argv) -> int:
     import json
 
@@ -141,7 +154,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     commands = {"build": lambda a, _: _build(a), "classical": _classical, "compare": _compare,
-                "table": _table}
+                "resplit": lambda a, _: _resplit(a), "table": _table}
     try:
         return commands[args.command](args, argv)
     except (DataError, ValueError) as error:

@@ -193,6 +193,38 @@ def split_by_track(tracks_by_label: dict[str, list[str]], seed: int,
     return split
 
 
+def tracks_by_label(tracklist) -> dict[str, list[str]]:
+    """``{class: [track, ...]}`` of a manifest's excerpts (:func:`track_of` of each name), in the
+    order they first appear: what :func:`split_by_track` deals out."""
+    by_label: dict[str, list[str]] = {}
+    for excerpt in tracklist.tracks:
+        tracks = by_label.setdefault(tracklist.classes[excerpt.label], [])
+        if track_of(excerpt.name) not in tracks:
+            tracks.append(track_of(excerpt.name))
+    return by_label
+
+
+def resplit_manifest(manifest_path, seed: int) -> Path:
+    """Write ``realmusic-split<seed>.csv`` beside ``manifest_path``: the same excerpts, re-split
+    by track with ``seed`` (:func:`split_by_track`), so that the networks can be trained on the
+    re-splits the classical reference also scores. The paths stay as written (relative to the
+    same folder), so a track keeps its name and its decoded-audio cache entry. Returns the path."""
+    from models.data import manifest
+
+    manifest_path = Path(manifest_path)
+    tracklist = manifest(manifest_path, ignore_splits=True)
+    split = split_by_track(tracks_by_label(tracklist), seed)
+    out = manifest_path.with_name(f"{manifest_path.stem}-split{seed}.csv")
+    if out.resolve() == manifest_path.resolve():
+        raise DataError(f"{out} would overwrite the manifest it re-splits")
+    with atomic_open(out, "w") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["path", "label", "split"])
+        writer.writerows([excerpt.name, tracklist.classes[excerpt.label], split[track_of(excerpt.name)]]
+                         for excerpt in tracklist.tracks)
+    return out
+
+
 def track_of(name: str) -> str:
     """The track an excerpt's manifest path belongs to (the path without its excerpt number and
     extension); a path that is not an excerpt is its own track."""

@@ -414,3 +414,27 @@ def test_compare_runs_jobs_in_parallel_threads_and_resumes_finished_runs(tree, m
     assert [m["seed"] for m in gathered["missing"]] == [3]
     with pytest.raises(ValueError, match="jobs must be at least 1"):
         compare(Path("data") / MANIFEST_NAME, configs, [0], Path("runs"), classical=False, jobs=0)
+
+
+def test_resplit_writes_the_same_excerpts_dealt_by_track_as_the_classical_re_split(tree, capsys):
+    root, soundtracks = tree
+    _build(root, soundtracks=soundtracks)
+    original = root / "data" / MANIFEST_NAME
+    assert main(["resplit", str(original), "--seed", "1"]) == 0
+    resplit = root / "data" / "realmusic-split1.csv"
+    assert f"wrote {resplit}" in capsys.readouterr().out
+    rows, new_rows = (list(csv.reader(open(path)))[1:] for path in (original, resplit))
+    assert [row[:2] for row in new_rows] == [row[:2] for row in rows]     # same excerpts, labels
+    split_of_track = {}
+    for path, _, split in new_rows:
+        assert split_of_track.setdefault(track_of(path), split) == split   # no leakage
+    assert [row[2] for row in new_rows] != [row[2] for row in rows]
+    # the build split with seed 0: re-splitting with seed 0 deals the tracks out the same way
+    assert main(["resplit", str(original), "--seed", "0"]) == 0
+    assert list(csv.reader(open(root / "data" / "realmusic-split0.csv")))[1:] == rows
+    # the networks train on what the classical reference calls re-split 1
+    own = cl.classical_reference(resplit)["manifest_split"]
+    again = cl.classical_reference(original, split_seeds=[1])["resplits"][0]
+    assert (own["test_song_accuracy"], own["l2"], own["tracks"]) == \
+        (again["test_song_accuracy"], again["l2"], again["tracks"])
+    assert manifest(resplit).tracks[0].split in ("train", "valid", "test")
