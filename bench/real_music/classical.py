@@ -237,9 +237,9 @@ def classical_reference(manifest_path, split_seeds: Sequence[int] = (),
               "manifest_split": select_and_test(features, labels,
                                                 np.array([t.split for t in tracklist.tracks]),
                                                 classes, groups)}
-    result["resplits"] = []
+    result["resplits"], by_label = [], tracks_by_label(tracklist)
     for seed in split_seeds:
-        assignment = split_by_track(tracks_by_label(tracklist), seed)
+        assignment = split_by_track(by_label, seed)
         outcome = select_and_test(features, labels, np.array([assignment[g] for g in groups]),
                                   classes, groups)
         result["resplits"].append({"split_seed": seed, **outcome})

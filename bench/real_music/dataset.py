@@ -199,8 +199,9 @@ def tracks_by_label(tracklist) -> dict[str, list[str]]:
     by_label: dict[str, list[str]] = {}
     for excerpt in tracklist.tracks:
         tracks = by_label.setdefault(tracklist.classes[excerpt.label], [])
-        if track_of(excerpt.name) not in tracks:
-            tracks.append(track_of(excerpt.name))
+        track = track_of(excerpt.name)
+        if track not in tracks:
+            tracks.append(track)
     return by_label
 
 
@@ -215,14 +216,17 @@ def resplit_manifest(manifest_path, seed: int) -> Path:
     tracklist = manifest(manifest_path, ignore_splits=True)
     split = split_by_track(tracks_by_label(tracklist), seed)
     out = manifest_path.with_name(f"{manifest_path.stem}-split{seed}.csv")
-    if out.resolve() == manifest_path.resolve():
-        raise DataError(f"{out} would overwrite the manifest it re-splits")
-    with atomic_open(out, "w") as handle:
+    _write_manifest(out, ([excerpt.name, tracklist.classes[excerpt.label],
+                           split[track_of(excerpt.name)]] for excerpt in tracklist.tracks))
+    return out
+
+
+def _write_manifest(path: Path, rows) -> None:
+    """Write the manifest CSV (``path,label,split`` rows under their header) atomically."""
+    with atomic_open(path, "w") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["path", "label", "split"])
-        writer.writerows([excerpt.name, tracklist.classes[excerpt.label], split[track_of(excerpt.name)]]
-                         for excerpt in tracklist.tracks)
-    return out
+        writer.writerows(rows)
 
 
 def track_of(name: str) -> str:
@@ -336,10 +340,7 @@ def build_dataset(out, soundtracks: Sequence[Soundtrack] = SOUNDTRACKS, root="/"
     split = split_by_track(by_label, seed, min_tracks)
     rows, listing = _excerpt_all(tracks, split, excerpt_seconds, excerpts_per_class, out, skipped)
     info = _dataset_info(packages, listing, skipped, excerpt_seconds, excerpts_per_class, seed)
-    with atomic_open(out / MANIFEST_NAME, "w") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["path", "label", "split"])
-        writer.writerows(rows)
+    _write_manifest(out / MANIFEST_NAME, rows)
     atomic_write_json(out / DATASET_INFO_NAME, info, indent=1)
     return info
 
